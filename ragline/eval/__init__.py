@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics now; answer-quality suites gated on prompt versions next."""

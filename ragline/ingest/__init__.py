@@ -1,0 +1,1 @@
+"""Ingestion: parse, chunk, embed and write documents incrementally, tracked by a ledger."""

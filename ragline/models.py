@@ -1,0 +1,87 @@
+"""Data models shared across ragline: what flows between connectors, ingest, store and pipelines.
+
+These shapes are the public contract (`ragline.open(...).ingest/retrieve/query` and the CLI's
+`--json` output); change them only additively.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Chunk(BaseModel):
+    """One embeddable piece of a document, with the payload that travels into the store."""
+
+    chunk_id: str
+    document_id: str
+    source: str
+    text: str
+    chunk_index: int
+    content_hash: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Hit(BaseModel):
+    """A retrieved chunk with its score."""
+
+    document_id: str
+    chunk_id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IngestError(BaseModel):
+    document: str
+    error: str
+
+
+class IngestReport(BaseModel):
+    """What one ingest run did, per document class; `errors` names each failed document."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    chunks_embedded: int = 0
+    errors: list[IngestError] = Field(default_factory=list)
+
+    def merge(self, other: IngestReport) -> None:
+        """Add another run's counts and errors to this report (one report per CLI call)."""
+        for field in ("added", "updated", "unchanged", "deleted", "failed", "chunks_embedded"):
+            setattr(self, field, getattr(self, field) + getattr(other, field))
+        self.errors.extend(other.errors)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Citation(BaseModel):
+    """A numbered source the answer cites with an `[n]` marker."""
+
+    n: int
+    document_id: str
+    chunk_id: str
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Answer(BaseModel):
+    text: str
+    citations: list[Citation] = Field(default_factory=list)
+    sources: list[Citation] = Field(
+        default_factory=list, description="Every numbered source shown to the model, cited or not."
+    )
+    model: str
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    trace_id: str

@@ -1,0 +1,1 @@
+"""Query pipelines: grounded synthesis over retrieved chunks and the LLM providers behind it."""

@@ -1,0 +1,63 @@
+"""Grounded answer synthesis: numbered sources in, an answer whose [n] markers map to chunks out."""
+
+from __future__ import annotations
+
+import re
+
+from ragline.models import Citation, Hit
+from ragline.pipelines.providers.base import ChatMessage
+
+SYSTEM_PROMPT = (
+    "You are a helpful assistant. Answer the question in one or two sentences using only the "
+    "sources below. After each fact, write the number of its source in square brackets, for "
+    "example [1]. If the sources do not contain the answer, say that you don't know."
+)
+
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+def number_sources(hits: list[Hit], max_chars: int) -> list[Citation]:
+    """Give each retrieved chunk its source number (1-based) in the order shown to the model."""
+    return [
+        Citation(
+            n=n,
+            document_id=hit.document_id,
+            chunk_id=hit.chunk_id,
+            text=hit.text[:max_chars],
+            metadata=hit.metadata,
+        )
+        for n, hit in enumerate(hits, start=1)
+    ]
+
+
+def _source_label(source: Citation) -> str:
+    title = source.metadata.get("title") or source.document_id
+    page = source.metadata.get("page_number")
+    return f"{title}, page {page}" if page else str(title)
+
+
+def build_messages(question: str, sources: list[Citation]) -> list[ChatMessage]:
+    """Instructions and sources in the system message, the bare question as the user turn
+    (small instruction-tuned models stay on task best with this layout)."""
+    context = "\n\n".join(f"[{s.n}] ({_source_label(s)}) {s.text}" for s in sources)
+    return [
+        ChatMessage(role="system", content=f"{SYSTEM_PROMPT}\n\nSources:\n\n{context}"),
+        ChatMessage(role="user", content=question),
+    ]
+
+
+def cited_numbers(answer: str) -> list[int]:
+    """The source numbers an answer cites, in order of first mention (`[1]`, `[2, 3]`)."""
+    seen: list[int] = []
+    for match in _MARKER.finditer(answer):
+        for number in match.group(1).split(","):
+            n = int(number)
+            if n not in seen:
+                seen.append(n)
+    return seen
+
+
+def resolve_citations(answer: str, sources: list[Citation]) -> list[Citation]:
+    """Map the answer's [n] markers to the numbered sources; markers with no source are dropped."""
+    by_number = {source.n: source for source in sources}
+    return [by_number[n] for n in cited_numbers(answer) if n in by_number]

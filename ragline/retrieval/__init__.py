@@ -1,0 +1,1 @@
+"""Retrieval: embeddings and the vector store contract with its Qdrant implementations."""
