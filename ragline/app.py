@@ -35,7 +35,7 @@ def open(  # noqa: A001 - the public entry point is `ragline.open`
     """
     if config is None:
         if path is not None:
-            overrides.setdefault("store", {})["path"] = str(path)
+            overrides["store"] = {**overrides.get("store", {}), "path": str(path)}
         config = load_config(config_file, **overrides)
     elif path is not None:
         config = config.model_copy(update={"store": config.store.model_copy(update={"path": str(path)})})
@@ -149,7 +149,12 @@ class Rag:
         """Stream the answer: text deltas as `StreamChunk`s, then the final `Answer`."""
         from ragline.models import Usage
         from ragline.pipelines.providers.factory import cost_usd
-        from ragline.pipelines.synthesis import build_messages, number_sources, resolve_citations
+        from ragline.pipelines.synthesis import (
+            attribute_citations,
+            build_messages,
+            number_sources,
+            resolve_citations,
+        )
 
         trace_id = uuid.uuid4().hex
         hits = self.retrieve(question, top_k=top_k or self.config.query.top_k, filters=filters)
@@ -170,9 +175,14 @@ class Rag:
             if chunk.usage:
                 usage = chunk.usage
         text = "".join(parts).strip()
+        citations = resolve_citations(text, sources)
+        attributed = not citations
+        if attributed:
+            citations = attribute_citations(text, sources)
         yield Answer(
             text=text,
-            citations=resolve_citations(text, sources),
+            citations=citations,
+            citations_attributed=attributed and bool(citations),
             sources=sources,
             model=self.llm.model,
             usage=usage,

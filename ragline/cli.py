@@ -151,7 +151,12 @@ def query(
 def _print_sources(answer: Answer) -> None:
     cited = {c.n for c in answer.citations}
     out.print()
-    out.print("[bold]Citations[/]" if cited else "[bold]Sources[/] (the answer cites none by number)")
+    if not cited:
+        out.print("[bold]Sources[/] (the answer cites none of them)")
+    elif answer.citations_attributed:
+        out.print("[bold]Citations[/] (the model wrote no \\[n] markers: matched by word overlap)")
+    else:
+        out.print("[bold]Citations[/]")
     for source in answer.sources:
         if cited and source.n not in cited:
             continue

@@ -81,6 +81,9 @@ class Answer(BaseModel):
     sources: list[Citation] = Field(
         default_factory=list, description="Every numbered source shown to the model, cited or not."
     )
+    citations_attributed: bool = Field(
+        False, description="True when the model wrote no [n] markers and citations come from word overlap."
+    )
     model: str
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0

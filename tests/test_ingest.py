@@ -134,3 +134,14 @@ def test_missing_path_is_a_clear_per_path_error(rag, tmp_path):
     report = rag.ingest(tmp_path / "nowhere")
     assert report.failed == 1
     assert "does not exist" in report.errors[0].error
+
+
+def test_server_store_backend_through_the_same_api(tmp_path, embedder, corpus):
+    server = {"kind": "server", "url": ":memory:", "collection": "contract"}
+    with ragline.open(tmp_path / "store", embedder=embedder, store=server) as rag:
+        report = rag.ingest(corpus)
+        assert report.added == len(GOOD)
+        assert type(rag.store).__name__ == "ServerStore"
+        assert rag.store.count() == report.chunks_embedded
+        hits = rag.retrieve("Stanley Cup winners", top_k=3)
+        assert hits and hits[0].document_id == "cups.csv"

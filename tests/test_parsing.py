@@ -302,7 +302,8 @@ def test_default_config_and_fingerprint(handbook):
     assert chunker.fingerprint() != Chunker(ChunkingConfig(chunk_size=256)).fingerprint()
     assert chunker.fingerprint() != Chunker(ChunkingConfig(chunk_overlap=0)).fingerprint()
     chunks = chunker.chunk(handbook, document_id="h", source="s")
-    assert len(chunks) == 1 and chunks[0].text.startswith("Northwind Labs Employee Handbook\nVersion 2.3")
+    assert len(chunks) > 1 and chunks[0].text.startswith("Northwind Labs Employee Handbook\nVersion 2.3")
+    assert all(len(tokenize(chunk.text)) <= 200 for chunk in chunks)
     with pytest.raises(ValueError, match="chunk_overlap"):
         ChunkingConfig(chunk_size=64, chunk_overlap=64)
 

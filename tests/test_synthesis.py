@@ -1,5 +1,12 @@
 from ragline.models import Hit
-from ragline.pipelines.synthesis import build_messages, cited_numbers, number_sources, resolve_citations
+from ragline.models import Citation
+from ragline.pipelines.synthesis import (
+    attribute_citations,
+    build_messages,
+    cited_numbers,
+    number_sources,
+    resolve_citations,
+)
 
 
 def _hits(n):
@@ -34,3 +41,21 @@ def test_markers_map_to_sources_in_order_of_first_mention():
 
 def test_no_markers_no_citations():
     assert resolve_citations("I don't know.", number_sources(_hits(2), max_chars=10)) == []
+
+
+def _source(n, text):
+    return Citation(n=n, document_id=f"d{n}", chunk_id=f"c{n}", text=text)
+
+
+def test_unmarked_answer_is_attributed_by_word_overlap():
+    sources = [
+        _source(1, "New employees get 25 days of paid leave per year, from their first day."),
+        _source(2, "Every new employee gets an onboarding buddy for the first 3 months."),
+        _source(3, "New employees get a laptop and 25 stickers."),
+    ]
+    answer = "A buddy helps for 3 months. Lunch is free on Fridays. New employees get 25 days of paid leave."
+    # sentence two shares too few words with any source; order follows the answer
+    assert [c.n for c in attribute_citations(answer, sources)] == [2, 1]
+    assert [c.n for c in attribute_citations("Employees get an onboarding buddy.", sources)] == [2]
+    assert attribute_citations("The answer is 2.", sources) == []
+    assert attribute_citations("", sources) == []

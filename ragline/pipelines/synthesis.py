@@ -61,3 +61,44 @@ def resolve_citations(answer: str, sources: list[Citation]) -> list[Citation]:
     """Map the answer's [n] markers to the numbered sources; markers with no source are dropped."""
     by_number = {source.n: source for source in sources}
     return [by_number[n] for n in cited_numbers(answer) if n in by_number]
+
+
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_STOPWORDS = frozenset(
+    "the and for are was were with that this from have has had not but you your our their its "
+    "they them can will would should could into than then there these those what which who how "
+    "when where why all any per also about been being does did".split()
+)
+
+
+def _content_words(text: str) -> set[str]:
+    """Lower-cased words minus stopwords, with a plural 's' dropped ('days' matches 'day')."""
+    words = {word.lower() for word in _WORD.findall(text)}
+    return {
+        w[:-1] if len(w) > 3 and w.endswith("s") else w
+        for w in words
+        if (len(w) > 2 or w.isdigit()) and w not in _STOPWORDS
+    }
+
+
+def attribute_citations(answer: str, sources: list[Citation], min_share: float = 0.6) -> list[Citation]:
+    """Citations for an answer that has no [n] markers (small models rarely write them).
+
+    Each sentence goes to the best-ranked source containing the largest share of its
+    content words, when that share is at least `min_share`; otherwise it stays uncited.
+    """
+    source_words = [(source, _content_words(source.text)) for source in sources]
+    cited: list[Citation] = []
+    for sentence in _SENTENCE_END.split(answer):
+        words = _content_words(sentence)
+        if not words:
+            continue
+        best, share = max(
+            ((source, len(words & vocabulary) / len(words)) for source, vocabulary in source_words),
+            key=lambda pair: pair[1],
+            default=(None, 0.0),
+        )
+        if best is not None and share >= min_share and best not in cited:
+            cited.append(best)
+    return cited

@@ -41,7 +41,9 @@ class Embedder:
     @cached_property
     def _model(self):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a per-load weights bar is noise on a CLI
         source = self.config.model or str(bundled_model_path())
         return SentenceTransformer(source, device=self.config.device)
 

@@ -50,8 +50,11 @@ class LlamaCppProvider(LLMProvider):
         n_ctx: int = 2048,
         n_threads: int = 1,
         seed: int = 0,
+        repeat_penalty: float = 1.1,
         name: str = "llamacpp",
     ):
+        """`repeat_penalty` 1.1 matches llama.cpp's server default; at 1.0 small models loop."""
+        self.repeat_penalty = repeat_penalty
         self.model_path = Path(model_path) if model_path else bundled_gguf_path()
         if not self.model_path.is_file():
             raise FileNotFoundError(f"GGUF model file not found: {self.model_path}")
@@ -65,14 +68,20 @@ class LlamaCppProvider(LLMProvider):
         self._template: Any = None
         self._load_lock = threading.Lock()
 
+    def _request(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> dict[str, Any]:
+        return {
+            "messages": _dicts(messages),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "repeat_penalty": self.repeat_penalty,
+        }
+
     def complete(
         self, messages: list[ChatMessage], *, max_tokens: int, temperature: float
     ) -> Completion:
         llm = self._load()
         try:
-            out = llm.create_chat_completion(
-                messages=_dicts(messages), max_tokens=max_tokens, temperature=temperature
-            )
+            out = llm.create_chat_completion(**self._request(messages, max_tokens, temperature))
         except (ValueError, RuntimeError) as exc:
             raise self._error(exc) from exc
         choice = out["choices"][0]
@@ -101,10 +110,7 @@ class LlamaCppProvider(LLMProvider):
         finish_reason = None
         try:
             for event in llm.create_chat_completion(
-                messages=_dicts(messages),
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stream=True,
+                **self._request(messages, max_tokens, temperature), stream=True
             ):
                 choice = event["choices"][0]
                 finish_reason = choice.get("finish_reason") or finish_reason
