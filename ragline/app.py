@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.config import RaglineConfig, load_config, secret_from_env
+from ragline.connectors.base import Connector
 from ragline.models import Answer, Hit, IngestError, IngestReport
 from ragline.pipelines.providers.base import LLMProvider, StreamChunk
 from ragline.retrieval.embeddings import Embedder
@@ -16,6 +17,7 @@ from ragline.retrieval.store import ScoredPoint, VectorStore
 
 EDGE_SHARD_DIR = "qdrant"
 LEDGER_FILE = "ledger.sqlite"
+EMBEDDING_CACHE_FILE = "embeddings.sqlite"
 NO_SOURCES_ANSWER = "No indexed document matches this question, so there is nothing to answer from."
 
 
@@ -99,32 +101,76 @@ class Rag:
         return make_provider(self.config.llm)
 
     @cached_property
+    def ledger(self):
+        from ragline.ingest.ledger import Ledger
+
+        return Ledger(self.path / LEDGER_FILE)
+
+    @cached_property
     def _ingestor(self):
         from ragline.ingest.chunking import Chunker
-        from ragline.ingest.ledger import Ledger
+        from ragline.ingest.embedding_cache import EmbeddingCache
         from ragline.ingest.pipeline import Ingestor
 
-        chunker = Chunker(self.config.chunking)
-        return Ingestor(self.store, Ledger(self.path / LEDGER_FILE), self.embedder, chunker)
+        return Ingestor(
+            self.store, self.ledger, self.embedder, Chunker(self.config.chunking),
+            EmbeddingCache(self.path / EMBEDDING_CACHE_FILE), self.config.ingest,
+        )
 
     # --- public API ---
 
-    def ingest(self, paths: str | Path | Iterable[str | Path], *, show_progress: bool = False) -> IngestReport:
-        """Ingest files or folders; re-running only processes what changed or disappeared."""
+    def _connectors(self, sources) -> Iterator[Connector | IngestError]:
+        """Connectors for what `ingest` was given; a source that cannot even be set up
+        becomes an error entry, so the other sources still run."""
+        from ragline.connectors.base import ConnectorError
         from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
+        from ragline.connectors.registry import make_connector
 
-        if isinstance(paths, (str, Path)):
-            paths = [paths]
-        total = IngestReport()
-        for path in paths:
-            try:
-                connector = FilesystemConnector(FilesystemConfig(root=Path(path)))
-            except FileNotFoundError as exc:
-                total.failed += 1
-                total.errors.append(IngestError(document=str(path), error=str(exc)))
+        if sources is None:
+            if not self.config.sources:
+                raise ValueError("nothing to ingest: give paths, or configure [[sources]] in ragline.toml")
+            for entry in self.config.sources:
+                try:
+                    yield make_connector(entry.kind, entry.connector_settings())
+                except (ValueError, ConnectorError) as exc:
+                    yield IngestError(document=f"[[sources]] kind={entry.kind}", error=str(exc))
+            return
+        if isinstance(sources, (str, Path, Connector)):
+            sources = [sources]
+        for source in sources:
+            if isinstance(source, Connector):
+                yield source
                 continue
-            total.merge(self._ingestor.run(connector, show_progress=show_progress))
+            try:
+                yield FilesystemConnector(FilesystemConfig(root=Path(source)))
+            except ConnectorError as exc:
+                yield IngestError(document=str(source), error=str(exc))
+
+    def ingest(
+        self,
+        sources: str | Path | Connector | Iterable[str | Path | Connector] | None = None,
+        *,
+        show_progress: bool = False,
+        allow_mass_delete: bool | None = None,
+    ) -> IngestReport:
+        """Ingest files, folders or connectors (default: the configured `[[sources]]`).
+
+        Re-running only processes what changed, and removes what disappeared (within the
+        mass-delete guard)."""
+        total = IngestReport()
+        for source in self._connectors(sources):
+            if isinstance(source, IngestError):
+                total.failed += 1
+                total.errors.append(source)
+                continue
+            total.merge(
+                self._ingestor.run(source, show_progress=show_progress, allow_mass_delete=allow_mass_delete)
+            )
         return total
+
+    def sources(self):
+        """Every ingested source with its document/chunk counts and last run (`SourceSummary`)."""
+        return self.ledger.sources()
 
     def retrieve(self, question: str, top_k: int = 10, filters: dict[str, Any] | None = None) -> list[Hit]:
         """The `top_k` chunks most similar to `question` (dense search)."""
@@ -197,7 +243,10 @@ class Rag:
                 component.close()
         ingestor = self.__dict__.pop("_ingestor", None)
         if ingestor is not None:
-            ingestor.ledger.close()
+            ingestor.cache.close()
+        ledger = self.__dict__.pop("ledger", None)
+        if ledger is not None:
+            ledger.close()
 
     def __enter__(self) -> Rag:
         return self

@@ -7,7 +7,9 @@ nothing else (progress and diagnostics go to stderr).
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from datetime import datetime
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +21,9 @@ from rich.table import Table
 
 import ragline
 from ragline.models import Answer
+
+# unstructured logs a warning per undetectable language snippet; failures reach the report anyway.
+logging.getLogger("unstructured").setLevel(logging.ERROR)
 
 EXIT_PARTIAL_FAILURE = 3  # some documents failed; distinct from usage (2) and fatal (1) errors
 
@@ -78,14 +83,21 @@ def answer_json(answer: Answer) -> dict[str, Any]:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or folders to ingest (default: ragline.toml's [[sources]]).")
+    ] = None,
+    allow_mass_delete: Annotated[
+        bool, typer.Option("--allow-mass-delete", help="Delete even when more than the guard's share of a source is gone.")
+    ] = False,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest files and folders; unchanged documents are skipped, removed ones are deleted."""
     with _opened(store, config) as rag:
-        report = rag.ingest(paths, show_progress=not as_json and err.is_terminal)
+        report = rag.ingest(
+            paths or None, show_progress=not as_json and err.is_terminal, allow_mass_delete=allow_mass_delete or None
+        )
     if as_json:
         _emit_json(report.model_dump(mode="json"))
     else:
@@ -97,6 +109,32 @@ def ingest(
             err.print(f"[red]failed[/] {escape(error.document)}: {escape(error.error)}")
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL_FAILURE)
+
+
+@app.command()
+def sources(store: StoreOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List ingested sources with document and chunk counts and their last run."""
+    with _opened(store, config) as rag:
+        summaries = rag.sources()
+    if as_json:
+        _emit_json({"sources": [s.model_dump(mode="json") for s in summaries]})
+        return
+    if not summaries:
+        out.print("No sources yet. Run `ragline ingest PATH` first.")
+        return
+    table = Table("source", "documents", "chunks", "last run", "added", "updated", "deleted", "failed")
+    for summary in summaries:
+        last = summary.last_report or {}
+        when = (
+            datetime.fromtimestamp(summary.last_run_finished).isoformat(sep=" ", timespec="seconds")
+            if summary.last_run_finished else "-"
+        )
+        table.add_row(escape(summary.source), str(summary.documents), str(summary.chunks), when,
+                      *(str(last.get(k, "-")) for k in ("added", "updated", "deleted", "failed")))
+    out.print(table)
+    for summary in summaries:
+        for error in (summary.last_report or {}).get("errors", []):
+            err.print(f"[red]{escape(summary.source)}[/] {escape(error['document'])}: {escape(error['error'])}")
 
 
 @app.command()

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -58,6 +58,29 @@ class ChunkingConfig(BaseModel):
         return self
 
 
+class IngestConfig(BaseModel):
+    max_document_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, description="Larger documents are reported as too large, not parsed."
+    )
+    max_delete_fraction: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description="A run refuses to delete more than this share of a source's documents (see allow_mass_delete).",
+    )
+    allow_mass_delete: bool = False
+    batch_chunks: int = Field(256, ge=1, description="Chunks embedded and written per ledger commit.")
+
+
+class SourceConfig(BaseModel):
+    """One `[[sources]]` entry: a connector kind plus that connector's own settings."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = Field(description="filesystem, web, dataset, sql, or a plugin's kind.")
+
+    def connector_settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class LLMConfig(BaseModel):
     provider: Literal["llamacpp", "openai"] = "llamacpp"
     model: str | None = Field(None, description="Model name (openai) or GGUF path (llamacpp; default bundled SmolLM2).")
@@ -94,6 +117,10 @@ class RaglineConfig(BaseSettings):
     store: StoreConfig = Field(default_factory=StoreConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    sources: list[SourceConfig] = Field(
+        default_factory=list, description="What `ragline ingest` with no paths reads."
+    )
     llm: LLMConfig = Field(default_factory=LLMConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
 

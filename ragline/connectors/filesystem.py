@@ -3,15 +3,14 @@ and never a symlink that leads out of the root."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from fnmatch import fnmatch
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from ragline.connectors.base import Connector, SourceItem
+from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem, sha256_file
 
 
 class FilesystemConfig(BaseModel):
@@ -21,19 +20,11 @@ class FilesystemConfig(BaseModel):
     include_hidden: bool = False
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class FilesystemConnector(Connector):
     def __init__(self, config: FilesystemConfig):
         root = config.root.expanduser()
         if not root.exists():
-            raise FileNotFoundError(f"path {config.root} does not exist")
+            raise ConnectorError(f"path {config.root} does not exist")
         self.config = config
         self.root = root.resolve()
 
@@ -63,16 +54,18 @@ class FilesystemConnector(Connector):
                 if path.is_file():
                     yield path
 
-    def items(self) -> Iterator[SourceItem]:
+    def items(self, known: Mapping[str, KnownDocument]) -> Iterator[SourceItem]:
+        """Files under the root; a file whose mtime and size match the last run is not re-read
+        (the same trust make and rsync place in them)."""
+        single_file = self.root.is_file()
         for path in self._paths():
-            relative = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
-            if not self._wanted(relative):
+            relative = path.name if single_file else path.relative_to(self.root).as_posix()
+            if not single_file and not self._wanted(relative):
                 continue
             stat = path.stat()
+            version = f"{stat.st_mtime_ns}:{stat.st_size}"
+            previous = known.get(relative)
+            content_hash = previous.content_hash if previous and previous.version == version else sha256_file(path)
             yield SourceItem(
-                document_id=relative,
-                source=self.source,
-                path=path,
-                version=f"{stat.st_mtime_ns}:{stat.st_size}",
-                content_hash=file_sha256(path),
+                document_id=relative, source=self.source, path=path, version=version, content_hash=content_hash
             )

@@ -1,8 +1,9 @@
 """The ingestion ledger: per source and document, what is in the index and how it was made.
 
 SQLite in the store directory. A document is recorded only after its points are written,
-and points it no longer owns are queued for deletion in the same transaction, so a crash
-at any moment leaves either the old state or the new one plus a queue to finish.
+and points it no longer owns are queued for deletion in the same transaction. Point ids
+about to be written are logged first (`pending_writes`), so after a crash at any moment the
+next run can delete points that no document owns: the store converges to a clean ingest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -29,6 +32,15 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS pending_deletes (
     point_id TEXT PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS pending_writes (
+    point_id TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS runs (
+    source TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    report TEXT NOT NULL
+);
 """
 
 
@@ -41,11 +53,22 @@ class LedgerEntry(BaseModel):
     point_ids: list[str]
 
 
+class SourceSummary(BaseModel):
+    source: str
+    documents: int
+    chunks: int
+    last_run_started: float | None = None
+    last_run_finished: float | None = None
+    last_report: dict[str, Any] | None = None
+
+
 class Ledger:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just kill -9
         self._db.executescript(SCHEMA)
 
     def documents(self, source: str) -> dict[str, LedgerEntry]:
@@ -75,6 +98,7 @@ class Ledger:
     ) -> None:
         """Record written documents, forget removed ones and queue stale points, atomically."""
         now = time.time()
+        upserts = list(upserts)
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -90,6 +114,51 @@ class Ledger:
             self._db.executemany(
                 "INSERT OR IGNORE INTO pending_deletes VALUES (?)", [(p,) for p in stale_point_ids]
             )
+            self._db.executemany(
+                "DELETE FROM pending_writes WHERE point_id = ?",
+                [(p,) for e in upserts for p in e.point_ids],
+            )
+
+    def log_pending_writes(self, point_ids: Iterable[str]) -> None:
+        """Record point ids before they are written, so a crash cannot leave them unowned."""
+        with self._db:
+            self._db.executemany("INSERT OR IGNORE INTO pending_writes VALUES (?)", [(p,) for p in point_ids])
+
+    def unowned_pending_writes(self) -> list[str]:
+        """Points a crashed run wrote (or may have written) that no document owns."""
+        pending = {row[0] for row in self._db.execute("SELECT point_id FROM pending_writes")}
+        if not pending:
+            return []
+        for (point_ids,) in self._db.execute("SELECT point_ids FROM documents"):
+            pending.difference_update(json.loads(point_ids))
+        return sorted(pending)
+
+    def clear_pending_writes(self) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM pending_writes")
+
+    def record_run(self, source: str, started_at: float, report: dict[str, Any]) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?)", (source, started_at, time.time(), json.dumps(report))
+            )
+
+    def sources(self) -> list[SourceSummary]:
+        """Every source with its document and chunk counts and its last run's report."""
+        summaries: dict[str, SourceSummary] = {}
+        for source, point_ids in self._db.execute("SELECT source, point_ids FROM documents"):
+            summary = summaries.setdefault(source, SourceSummary(source=source, documents=0, chunks=0))
+            summary.documents += 1
+            summary.chunks += len(json.loads(point_ids))
+        last_runs = self._db.execute(
+            "SELECT source, started_at, finished_at, report FROM runs r WHERE finished_at ="
+            " (SELECT MAX(finished_at) FROM runs WHERE source = r.source)"
+        )
+        for source, started, finished, report in last_runs:
+            summary = summaries.setdefault(source, SourceSummary(source=source, documents=0, chunks=0))
+            summary.last_run_started, summary.last_run_finished = started, finished
+            summary.last_report = json.loads(report)
+        return sorted(summaries.values(), key=lambda s: s.source)
 
     def pending_deletes(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT point_id FROM pending_deletes")]

@@ -85,9 +85,9 @@ class ParseError(ValueError):
     """A file that cannot be turned into text; the message names the file and the reason."""
 
     def __init__(self, path: Path | str, reason: str):
-        self.path = Path(path)
+        self.path = path  # a file path, or a URL / record id for documents that are not files
         self.reason = reason
-        super().__init__(f"cannot parse {self.path}: {reason}")
+        super().__init__(f"cannot parse {path}: {reason}")
 
 
 class ParsedElement(BaseModel):

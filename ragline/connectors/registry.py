@@ -1,0 +1,98 @@
+"""Connector kinds by name, so a config file can say `kind: sql` and plugins can add kinds.
+
+Built-in kinds are listed here and imported only when used (a kind whose module is not
+present is simply not available). Third-party packages add kinds through the entry-point
+group `ragline.connectors`; each entry point is a callable taking the connector's config
+dict and returning a `Connector`, e.g. in the plugin's pyproject.toml:
+
+    [project.entry-points."ragline.connectors"]
+    notion = "ragline_notion:make_connector"
+
+A built-in kind wins over an entry point of the same name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ragline.connectors.base import Connector
+
+ENTRY_POINT_GROUP = "ragline.connectors"
+
+# kind -> (module, connector class, config model); each connector is built as Connector(Config(**config)).
+BUILTIN: dict[str, tuple[str, str, str]] = {
+    "filesystem": ("ragline.connectors.filesystem", "FilesystemConnector", "FilesystemConfig"),
+    "web": ("ragline.connectors.web", "WebConnector", "WebConfig"),
+    "dataset": ("ragline.connectors.dataset", "DatasetConnector", "DatasetConfig"),
+    "sql": ("ragline.connectors.sql", "SQLConnector", "SQLConfig"),
+}
+
+
+def _builtin_present(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN}
+
+
+def available_connectors() -> dict[str, str]:
+    """Kind -> "module:attr" of what builds it, built-ins first."""
+    kinds = {kind: f"{module}:{cls}" for kind, (module, cls, _) in BUILTIN.items() if _builtin_present(module)}
+    kinds.update({name: ep.value for name, ep in sorted(_plugins().items())})
+    return kinds
+
+
+def _config_error(kind: str, exc: ValidationError) -> ValueError:
+    # Field and message only: pydantic's own text echoes input values (an SQL URL's password).
+    problems = "; ".join(
+        f"{'.'.join(map(str, error['loc'])) or '(config)'}: {error['msg']}" for error in exc.errors()
+    )
+    return ValueError(f"{kind} connector config: {problems}")
+
+
+def _validate(kind: str, model: type[BaseModel], config: dict[str, Any]) -> BaseModel:
+    """The config as the kind's model; unknown keys are errors, since a typo would otherwise
+    silently fall back to a default."""
+    accepted = {alias for name, field in model.model_fields.items() for alias in (name, field.alias) if alias}
+    unknown = sorted(set(config) - accepted)
+    if unknown:
+        raise ValueError(f"{kind} connector config: unknown field(s) {', '.join(unknown)}; expected {sorted(accepted)}")
+    try:
+        return model.model_validate(config)
+    except ValidationError as exc:
+        raise _config_error(kind, exc) from None
+
+
+def _builtin_factory(kind: str) -> Callable[[dict[str, Any]], Connector]:
+    module_name, class_name, config_name = BUILTIN[kind]
+    module = importlib.import_module(module_name)
+    connector_class, config_model = getattr(module, class_name), getattr(module, config_name)
+    return lambda config: connector_class(_validate(kind, config_model, config))
+
+
+def make_connector(kind: str, config: dict[str, Any]) -> Connector:
+    """Build a connector of `kind` from its config dict.
+
+    Raises ValueError for an unknown kind (listing the available ones) or a bad config
+    (naming the kind and the field); the connector itself may raise `ConnectorError`.
+    """
+    if kind in BUILTIN and _builtin_present(BUILTIN[kind][0]):
+        factory = _builtin_factory(kind)
+    elif (entry_point := _plugins().get(kind)) is not None:
+        factory = entry_point.load()
+    else:
+        raise ValueError(f"unknown connector kind {kind!r}; available: {', '.join(available_connectors()) or 'none'}")
+    try:
+        connector = factory(dict(config))
+    except ValidationError as exc:  # a plugin validating with pydantic itself
+        raise _config_error(kind, exc) from None
+    if not isinstance(connector, Connector):
+        raise TypeError(f"connector kind {kind!r} returned {type(connector).__name__}, not a Connector")
+    return connector

@@ -1,0 +1,60 @@
+"""Turn a connector's `SourceItem` into a `ParsedDocument`, whatever carries its body."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from ragline.connectors.base import SourceItem
+from ragline.ingest.parsing import ParsedDocument, ParsedElement, ParseError, parse_file
+
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def _size_check(item: SourceItem, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ParseError(
+            item.path or item.document_id,
+            f"too large ({size:,} bytes; the limit is ingest.max_document_bytes = {max_bytes:,})",
+        )
+
+
+def _parse_bytes(item: SourceItem) -> ParsedDocument:
+    """Parsers read files, so bytes go through a temporary file named like the document."""
+    name = Path(item.filename or "document").name
+    with tempfile.TemporaryDirectory(prefix="ragline-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(item.content or b"")
+        try:
+            parsed = parse_file(path)
+        except ParseError as exc:
+            raise ParseError(item.document_id, exc.reason) from None
+    return parsed.model_copy(update={"path": Path(item.document_id)})
+
+
+def _parse_text(item: SourceItem) -> ParsedDocument:
+    paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(item.text or "") if p.strip()]
+    if not paragraphs:
+        raise ParseError(item.document_id, "empty document (no text)")
+    return ParsedDocument(
+        path=Path(item.document_id),
+        title=item.title,
+        elements=[ParsedElement(text=p, element_type="NarrativeText", page_number=None) for p in paragraphs],
+    )
+
+
+def load_item(item: SourceItem, *, max_bytes: int) -> ParsedDocument:
+    """Parse the item's body; raise `ParseError` naming the document and the reason."""
+    if item.path is not None:
+        _size_check(item, item.path.stat().st_size, max_bytes)
+        parsed = parse_file(item.path)
+    elif item.content is not None:
+        _size_check(item, len(item.content), max_bytes)
+        parsed = _parse_bytes(item)
+    elif item.text is not None:
+        _size_check(item, len(item.text.encode("utf-8")), max_bytes)
+        parsed = _parse_text(item)
+    else:
+        raise ParseError(item.document_id, "the connector gave no content for a changed document")
+    return parsed.model_copy(update={"title": item.title}) if item.title else parsed
