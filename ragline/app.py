@@ -13,7 +13,8 @@ from ragline.connectors.base import Connector
 from ragline.models import Answer, Hit, IngestError, IngestReport
 from ragline.pipelines.providers.base import LLMProvider, StreamChunk
 from ragline.retrieval.embeddings import Embedder
-from ragline.retrieval.store import ScoredPoint, VectorStore
+from ragline.retrieval.rerank import Reranker
+from ragline.retrieval.store import Filters, ScoredPoint, SearchMode, VectorStore
 
 EDGE_SHARD_DIR = "qdrant"
 LEDGER_FILE = "ledger.sqlite"
@@ -85,10 +86,18 @@ class Rag:
                 location=location,
                 api_key=secret_from_env(store.api_key_env),
                 dense_vector_name=store.dense_vector_name,
+                sparse_vector_name=store.sparse_vector_name,
+                bm25_avg_len=store.bm25_avg_len,
             )
         from ragline.retrieval.edge_store import EdgeStore
 
-        return EdgeStore(self.path / EDGE_SHARD_DIR, dense_vector_name=store.dense_vector_name)
+        return EdgeStore(
+            self.path / EDGE_SHARD_DIR,
+            dense_vector_name=store.dense_vector_name,
+            sparse_vector_name=store.sparse_vector_name,
+            bm25_avg_len=store.bm25_avg_len,
+            hnsw_threshold=store.hnsw_threshold,
+        )
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -166,22 +175,65 @@ class Rag:
             total.merge(
                 self._ingestor.run(source, show_progress=show_progress, allow_mass_delete=allow_mass_delete)
             )
+        if total.chunks_embedded:
+            self.optimize()
         return total
+
+    def optimize(self) -> None:
+        """Build search indexes where the engine needs an explicit call (the embedded store
+        switches from exact search to HNSW for segments above `store.hnsw_threshold`)."""
+        self.store.optimize()
 
     def sources(self):
         """Every ingested source with its document/chunk counts and last run (`SourceSummary`)."""
         return self.ledger.sources()
 
-    def retrieve(self, question: str, top_k: int = 10, filters: dict[str, Any] | None = None) -> list[Hit]:
-        """The `top_k` chunks most similar to `question` (dense search)."""
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        from ragline.retrieval.rerank import OnnxCrossEncoder, SentenceTransformersCrossEncoder
+
+        settings = self.config.retrieval
+        if settings.rerank == "onnx":
+            return OnnxCrossEncoder(settings.rerank_model, batch_size=settings.rerank_batch_size)
+        if settings.rerank == "sentence-transformers":
+            if not settings.rerank_model:
+                raise ValueError("retrieval.rerank_model is required when retrieval.rerank = 'sentence-transformers'")
+            return SentenceTransformersCrossEncoder(settings.rerank_model, batch_size=settings.rerank_batch_size)
+        return None
+
+    def retrieve(
+        self,
+        question: str,
+        top_k: int = 10,
+        filters: Filters | None = None,
+        *,
+        mode: SearchMode | None = None,
+        rerank: bool | None = None,
+    ) -> list[Hit]:
+        """The `top_k` chunks best matching `question`.
+
+        First stage: `mode` (default `retrieval.mode`: hybrid dense + BM25, fused by RRF in
+        Qdrant); then, unless `rerank=False` or no reranker is configured, the cross-encoder
+        re-scores the best `retrieval.rerank_top_n` candidates.
+        """
         if not question.strip():
             raise ValueError("question is empty")
         if self.store.count() == 0:
             return []
-        vector = self.embedder.embed_query(question)
-        return [_hit(p) for p in self.store.search(vector, top_k, filters)]
+        settings = self.config.retrieval
+        mode = mode or settings.mode
+        reranker = self.reranker if rerank is not False else None
+        if rerank and reranker is None:
+            raise ValueError("rerank requested but retrieval.rerank = 'none'")
+        depth = max(top_k, settings.rerank_top_n) if reranker else top_k
+        vector = self.embedder.embed_query(question) if mode != "sparse" else None
+        points = self.store.search(vector, depth, filters, text=question, mode=mode, candidates=settings.candidates)
+        hits = [_hit(p) for p in points]
+        if reranker:
+            hits = reranker.rerank(question, hits, top_n=settings.rerank_top_n)
+        return hits[:top_k]
 
-    def query(self, question: str, *, top_k: int | None = None, filters: dict[str, Any] | None = None) -> Answer:
+    def query(self, question: str, *, top_k: int | None = None, filters: Filters | None = None) -> Answer:
         """Answer from the retrieved chunks, citing them as numbered sources."""
         events = self.query_stream(question, top_k=top_k, filters=filters)
         for event in events:
@@ -190,7 +242,7 @@ class Rag:
         raise RuntimeError("query stream ended without an answer")  # pragma: no cover
 
     def query_stream(
-        self, question: str, *, top_k: int | None = None, filters: dict[str, Any] | None = None
+        self, question: str, *, top_k: int | None = None, filters: Filters | None = None
     ) -> Iterator[StreamChunk | Answer]:
         """Stream the answer: text deltas as `StreamChunk`s, then the final `Answer`."""
         from ragline.models import Usage

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import datetime
 from contextlib import contextmanager
@@ -43,13 +44,54 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="Config file (default: ./ragline.toml if present).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
+FilterOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter",
+        help="Payload filter, repeatable: key=value, key=a,b (any of), key>=x / key<y (range; ISO dates work), key=* (exists).",
+    ),
+]
+_RANGE = re.compile(r"^(?P<key>[^<>=]+?)(?P<op>>=|<=|>|<)(?P<value>.+)$")
+_RANGE_OPS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
+
+
+def _scalar(text: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_filters(specs: list[str] | None) -> dict[str, Any] | None:
+    """`--filter` strings to the store's filter dict; conditions on one key combine."""
+    filters: dict[str, Any] = {}
+    for spec in specs or []:
+        if match := _RANGE.match(spec):
+            key, op, value = match["key"].strip(), match["op"], match["value"].strip()
+            bounds = filters.setdefault(key, {})
+            if not isinstance(bounds, dict):
+                raise typer.BadParameter(f"{spec!r}: {key} already has an exact condition", param_hint="--filter")
+            bounds[_RANGE_OPS[op]] = _scalar(value)
+        elif "=" in spec:
+            key, value = (part.strip() for part in spec.split("=", 1))
+            if value == "*":
+                filters[key] = {"exists": True}
+            elif "," in value:
+                filters[key] = [_scalar(v.strip()) for v in value.split(",") if v.strip()]
+            else:
+                filters[key] = _scalar(value)
+        else:
+            raise typer.BadParameter(f"{spec!r} is not key=value, key>=value or key=*", param_hint="--filter")
+    return filters or None
 
 
 @contextmanager
-def _opened(store: Path | None, config: Path | None):
+def _opened(store: Path | None, config: Path | None, **overrides: Any):
     """Open the store, turning setup errors into a clear message and exit code 1."""
     try:
-        rag = ragline.open(store, config_file=config)
+        rag = ragline.open(store, config_file=config, **overrides)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -138,16 +180,35 @@ def sources(store: StoreOption = None, config: ConfigOption = None, as_json: Jso
 
 
 @app.command()
+def optimize(store: StoreOption = None, config: ConfigOption = None) -> None:
+    """Build HNSW indexes in the embedded store (ingest does this too when it wrote anything)."""
+    with _opened(store, config) as rag:
+        rag.optimize()
+        count = rag.store.count()
+    out.print(f"optimized {count} points")
+
+
+@app.command()
 def retrieve(
     question: Annotated[str, typer.Argument(help="What to search for.")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many chunks to return.")] = 10,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="dense, sparse or hybrid (default: retrieval.mode).")
+    ] = None,
+    rerank: Annotated[
+        bool | None, typer.Option("--rerank/--no-rerank", help="Cross-encoder reranking (default: configured).")
+    ] = None,
+    filter_specs: FilterOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show the chunks most relevant to a question (no LLM call)."""
+    if mode not in (None, "dense", "sparse", "hybrid"):
+        raise typer.BadParameter(f"{mode!r} is not one of dense, sparse, hybrid", param_hint="--mode")
+    filters = parse_filters(filter_specs)
     with _opened(store, config) as rag:
-        hits = rag.retrieve(question, top_k=top_k)
+        hits = rag.retrieve(question, top_k=top_k, filters=filters, mode=mode, rerank=rerank)
     if as_json:
         _emit_json({"hits": [h.model_dump(mode="json") for h in hits]})
         return
@@ -164,17 +225,19 @@ def retrieve(
 def query(
     question: Annotated[str, typer.Argument(help="The question to answer from your documents.")],
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Sources given to the LLM.")] = None,
+    filter_specs: FilterOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from the ingested documents, with numbered citations."""
+    filters = parse_filters(filter_specs)
     with _opened(store, config) as rag:
         if as_json:
-            answer = rag.query(question, top_k=top_k)
+            answer = rag.query(question, top_k=top_k, filters=filters)
         else:
             answer = None
-            for event in rag.query_stream(question, top_k=top_k):
+            for event in rag.query_stream(question, top_k=top_k, filters=filters):
                 if isinstance(event, Answer):
                     answer = event
                 else:
@@ -207,3 +270,58 @@ def _print_sources(answer: Answer) -> None:
         f"[dim]model {escape(answer.model)} · {usage.prompt_tokens}+{usage.completion_tokens} tokens"
         f" · ${answer.cost_usd:.4f} · trace {answer.trace_id}[/]"
     )
+
+
+eval_app = typer.Typer(help="Evaluate retrieval and answers.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    corpus: Annotated[Path, typer.Option("--corpus", exists=True, dir_okay=False, help="BEIR corpus.jsonl.")],
+    queries: Annotated[Path, typer.Option("--queries", exists=True, dir_okay=False, help="BEIR queries.jsonl.")],
+    qrels: Annotated[Path, typer.Option("--qrels", exists=True, dir_okay=False, help="BEIR qrels TSV.")],
+    mode: Annotated[str | None, typer.Option("--mode", help="dense, sparse or hybrid (default: retrieval.mode).")] = None,
+    rerank: Annotated[bool, typer.Option("--rerank", help="Rerank the first stage with the cross-encoder.")] = False,
+    rerank_top_n: Annotated[int | None, typer.Option("--rerank-top-n", min=1, help="Hits the reranker reads.")] = None,
+    store: Annotated[Path, typer.Option("--store", help="Store for the corpus (reused while unchanged).")] = Path(
+        ".ragline-eval"
+    ),
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score retrieval on a BEIR-style dataset: nDCG@10, recall@10, recall@100, MRR@10."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ragline.connectors.dataset import DatasetConfig, DatasetConnector
+    from ragline.eval.retrieval import evaluate, load_qrels, load_queries
+
+    if mode not in (None, "dense", "sparse", "hybrid"):
+        raise typer.BadParameter(f"{mode!r} is not one of dense, sparse, hybrid", param_hint="--mode")
+    try:
+        query_texts, judgments = load_queries(queries), load_qrels(qrels)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    settings = {"rerank_top_n": rerank_top_n} if rerank_top_n else {}
+    with _opened(store, config, retrieval=settings) as rag:
+        mode = mode or rag.config.retrieval.mode
+        report = rag.ingest(DatasetConnector(DatasetConfig(path=corpus, id_field="_id")), show_progress=not as_json)
+        if report.failed:
+            err.print(f"[yellow]warning:[/] {report.failed} corpus records failed to ingest")
+
+        def search(text: str, k: int) -> list[str]:
+            return [hit.document_id for hit in rag.retrieve(text, top_k=k, mode=mode, rerank=rerank)]
+
+        with Progress(TextColumn("[bold]eval[/] queries"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, transient=True, disable=as_json) as progress:
+            task = progress.add_task("queries", total=sum(1 for q in query_texts if q in judgments))
+            result = evaluate(search, query_texts, judgments, mode=mode, rerank=rerank,
+                              tick=lambda: progress.advance(task))
+    if as_json:
+        _emit_json(result.as_json())
+        return
+    table = Table("mode", "rerank", "queries", "nDCG@10", "recall@10", "recall@100", "MRR@10")
+    table.add_row(result.mode, "yes" if result.rerank else "no", str(result.queries),
+                  *(f"{v:.4f}" for v in (result.ndcg_at_10, result.recall_at_10, result.recall_at_100, result.mrr_at_10)))
+    out.print(table)

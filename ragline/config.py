@@ -34,7 +34,14 @@ class StoreConfig(BaseModel):
     url: str | None = Field(None, description="Qdrant server URL (kind=server), or ':memory:' for tests.")
     api_key_env: str | None = Field(None, description="Env var holding the Qdrant API key (never the key itself).")
     collection: str = "ragline"
-    dense_vector_name: str = "dense"
+    dense_vector_name: str = Field("dense", description="LlamaIndex writes 'text-dense'.")
+    sparse_vector_name: str = Field("bm25", description="LlamaIndex writes 'text-sparse'.")
+    bm25_avg_len: float | None = Field(
+        None, gt=0, description="BM25 average document length; default: measured from the first ingest, then fixed."
+    )
+    hnsw_threshold: int = Field(
+        20_000, ge=1, description="Embedded store: points per segment above which `optimize` builds HNSW."
+    )
 
 
 class EmbeddingConfig(BaseModel):
@@ -68,6 +75,21 @@ class IngestConfig(BaseModel):
     )
     allow_mass_delete: bool = False
     batch_chunks: int = Field(256, ge=1, description="Chunks embedded and written per ledger commit.")
+
+
+class RetrievalConfig(BaseModel):
+    mode: Literal["dense", "sparse", "hybrid"] = Field(
+        "hybrid", description="dense vectors, BM25, or both fused with RRF inside Qdrant."
+    )
+    candidates: int | None = Field(None, ge=1, description="Hits per first-stage prefetch (default: max(4*top_k, 50)).")
+    rerank: Literal["none", "onnx", "sentence-transformers"] = Field(
+        "onnx", description="Cross-encoder reranking of the first stage's best hits."
+    )
+    rerank_model: str | None = Field(
+        None, description="ONNX model folder, or a sentence-transformers CrossEncoder name/path; default bundled MiniLM-L-12."
+    )
+    rerank_top_n: int = Field(20, ge=1, description="How many first-stage hits the reranker reads.")
+    rerank_batch_size: int = Field(16, ge=1)
 
 
 class SourceConfig(BaseModel):
@@ -118,6 +140,7 @@ class RaglineConfig(BaseSettings):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     sources: list[SourceConfig] = Field(
         default_factory=list, description="What `ragline ingest` with no paths reads."
     )

@@ -1,38 +1,74 @@
 """`VectorStore` on qdrant-edge: the real Qdrant engine in-process, one shard per directory.
 
 No server to run or keep in sync: the shard directory is the whole database. The engine has
-no collection layer and no background optimizer, so this module keeps the collection-level
-bits itself (the dim check, payload indexes) and everything stays in the appendable segments.
+no collection layer, so this module keeps the collection-level bits itself (the dim check,
+payload indexes, the BM25 avg_len in `ragline_store.json`), and no background optimizer, so
+points stay in exact-search segments until `optimize()` builds HNSW.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
 
-from ragline.retrieval.store import INDEXED_KEYWORD_FIELDS, ScoredPoint, StoredPoint, VectorStore
+from ragline.retrieval import filters as f
+from ragline.retrieval.sparse import Bm25Documents, document_text, encode_query
+from ragline.retrieval.store import (
+    INDEXED_KEYWORD_FIELDS,
+    Filters,
+    ScoredPoint,
+    SearchMode,
+    StoredPoint,
+    VectorStore,
+    check_search_args,
+    prefetch_limit,
+)
 
 # Written by the engine on create and on every load; the shard exposes no config accessor.
 _CONFIG_FILE = "edge_config.json"
+# Ours, next to the engine's files: what the engine has no place for (the BM25 avg_len).
+_STATE_FILE = "ragline_store.json"
+# Qdrant's default RRF constant, which ServerStore's FusionQuery gets from the server.
+_RRF_K = 2
 
 
-def _to_filter(filters: dict[str, Any] | None) -> qe.Filter | None:
-    if not filters:
+def _condition(cond: f.Condition) -> Any:
+    match cond:
+        case f.Match(key, value):
+            if isinstance(value, bool):
+                # qdrant-edge 0.9 turns MatchValue(True) into the integer 1, which never matches a
+                # boolean payload: refuse instead of silently returning nothing.
+                raise ValueError(
+                    f"filter on {key!r}: boolean values are not supported by the edge store "
+                    "(qdrant-edge 0.9 matches them as integers); store the flag as a string or 0/1"
+                )
+            return qe.FieldCondition(key, match=qe.MatchValue(value))
+        case f.MatchAny(key, values):
+            return qe.FieldCondition(key, match=qe.MatchAny(values))
+        case f.NumberRange(key, bounds):
+            return qe.FieldCondition(key, range=qe.RangeFloat(**bounds))
+        case f.DatetimeRange(key, bounds):
+            iso = {op: v.isoformat() for op, v in bounds.items()}
+            return qe.FieldCondition(key, range=qe.RangeDateTime(**iso))
+        case f.Exists(key, _):
+            return qe.IsEmptyCondition(key)
+    raise TypeError(cond)  # pragma: no cover
+
+
+def _to_filter(filters: Filters | None) -> qe.Filter | None:
+    """`exists: True` is "not empty" (IsEmpty: missing, null or []), the rest must hold."""
+    conditions = f.parse_filters(filters)
+    if not conditions:
         return None
-    conditions = []
-    for key, value in filters.items():
-        any_of = isinstance(value, (list, tuple, set, frozenset))
-        if any(isinstance(v, bool) for v in (value if any_of else [value])):
-            # qdrant-edge 0.9 turns MatchValue(True) into the integer 1, which never matches a
-            # boolean payload: refuse instead of silently returning nothing.
-            raise ValueError(f"filter on {key!r}: boolean values are not supported by the edge store")
-        match = qe.MatchAny(list(value)) if any_of else qe.MatchValue(value)
-        conditions.append(qe.FieldCondition(key, match=match))
-    return qe.Filter(must=conditions)
+    must = [_condition(c) for c in conditions if not (isinstance(c, f.Exists) and c.exists)]
+    must_not = [_condition(c) for c in conditions if isinstance(c, f.Exists) and c.exists]
+    return qe.Filter(must=must or None, must_not=must_not or None)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -45,28 +81,51 @@ class EdgeStore(VectorStore):
 
     The engine locks the directory (one open shard at a time, even within a process), so open
     it once and `close()` it; the WAL makes writes durable before `close()` flushes.
+    `hnsw_threshold` is fixed when the shard is created: `optimize()` builds HNSW for segments
+    holding about that many points (the engine measures KB of vector data: dense, or sparse
+    if that is larger), smaller ones stay exact-search.
     """
 
     upsert_batch_size = 256
     scroll_page_size = 256
 
-    def __init__(self, path: str | Path, dense_vector_name: str = "dense") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        dense_vector_name: str = "dense",
+        sparse_vector_name: str = "bm25",
+        *,
+        bm25_avg_len: float | None = None,
+        hnsw_threshold: int = 20_000,
+    ) -> None:
+        if hnsw_threshold <= 0:
+            raise ValueError(f"hnsw_threshold must be positive, got {hnsw_threshold}")
         self.path = Path(path)
         self.dense_vector_name = dense_vector_name
+        self.sparse_vector_name = sparse_vector_name
+        self.hnsw_threshold = hnsw_threshold
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._shard: qe.EdgeShard | None = None
         self._dim: int | None = None
+        self._has_sparse = False
         self._closed = False
-        if self._has_shard_data():
+        has_data = self._has_shard_data()
+        self._bm25 = Bm25Documents(bm25_avg_len, self._read_avg_len() if has_data else None, str(self.path))
+        if has_data:
             self._shard = self._load()
             try:
-                self._dim = self._read_dim()
+                self._read_config()
             except Exception:
                 self._shard.close()
                 raise
 
     def __repr__(self) -> str:
         return f"EdgeStore(path={str(self.path)!r}, dim={self._dim})"
+
+    @property
+    def bm25_avg_len(self) -> float | None:
+        """The average document length BM25 encodes with; None until the first text arrives."""
+        return self._bm25.avg_len
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -86,7 +145,7 @@ class EdgeStore(VectorStore):
                 ) from exc
             raise
 
-    def _read_dim(self) -> int:
+    def _read_config(self) -> None:
         config = json.loads((self.path / _CONFIG_FILE).read_text())
         vectors = config.get("vectors") or {}
         params = vectors.get(self.dense_vector_name)
@@ -100,7 +159,23 @@ class EdgeStore(VectorStore):
                 f"Vector store {self.path}: vector {self.dense_vector_name!r} uses "
                 f"{params.get('distance')} distance, expected Cosine"
             )
-        return int(params["size"])
+        self._dim = int(params["size"])
+        self._has_sparse = self.sparse_vector_name in (config.get("sparse_vectors") or {})
+
+    def _read_avg_len(self) -> float | None:
+        try:
+            return float(json.loads((self.path / _STATE_FILE).read_text())["bm25_avg_len"])
+        except FileNotFoundError:
+            return None
+
+    def _save_avg_len(self, avg_len: float) -> None:
+        """Atomic and synced: points written after it must never outlive it."""
+        tmp = self.path / f"{_STATE_FILE}.tmp"
+        with tmp.open("w") as fh:
+            json.dump({"bm25_avg_len": avg_len}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path / _STATE_FILE)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -119,9 +194,17 @@ class EdgeStore(VectorStore):
         if dim <= 0:
             raise ValueError(f"Vector store {self.path}: dim must be positive, got {dim}")
         if self._shard is None:
-            vectors = {self.dense_vector_name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
-            self._shard = qe.EdgeShard.create(str(self.path), qe.EdgeConfig(vectors=vectors))
+            # The engine's indexing threshold is in KB of vector data; float32 dense vectors.
+            indexing_kb = max(1, math.ceil(self.hnsw_threshold * dim * 4 / 1024))
+            config = qe.EdgeConfig(
+                vectors={self.dense_vector_name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+                sparse_vectors={self.sparse_vector_name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+                optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_kb),
+            )
+            (self.path / _STATE_FILE).unlink(missing_ok=True)  # a leftover of a deleted shard
+            self._shard = qe.EdgeShard.create(str(self.path), config)
             self._dim = dim
+            self._has_sparse = True
         elif self._dim != dim:
             raise ValueError(
                 f"Vector store {self.path} holds {self._dim}-dim vectors but {dim} was requested; "
@@ -131,6 +214,12 @@ class EdgeStore(VectorStore):
         for field in INDEXED_KEYWORD_FIELDS:
             if field not in indexed:
                 self._shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+
+    def optimize(self) -> None:
+        """Blocks until the engine's optimizers are done (HNSW for segments over the threshold)."""
+        self._check_open()
+        if self._shard is not None:
+            self._shard.optimize()
 
     def close(self) -> None:
         if self._closed:
@@ -144,6 +233,8 @@ class EdgeStore(VectorStore):
     # -- writes --------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[StoredPoint]) -> None:
+        """Dense vector as given; BM25 from the payload text (a shard without the sparse
+        vector gets dense only, so older shards stay writable)."""
         shard = self._require_shard()
         for point in points:
             if len(point.vector) != self._dim:
@@ -151,11 +242,19 @@ class EdgeStore(VectorStore):
                     f"Vector store {self.path}: point {point.id} has a {len(point.vector)}-dim vector, "
                     f"the collection holds {self._dim}-dim vectors"
                 )
-        for batch in _chunks(points, self.upsert_batch_size):
-            edge_points = [
-                qe.Point(p.id, {self.dense_vector_name: p.vector}, p.payload) for p in batch
-            ]
+        sparse: list[qe.SparseVector | None] = [None] * len(points)
+        if self._has_sparse:
+            sparse = self._bm25.encode([document_text(p.payload) for p in points], self._save_avg_len)
+        for start in range(0, len(points), self.upsert_batch_size):
+            end = start + self.upsert_batch_size
+            edge_points = [self._edge_point(p, sv) for p, sv in zip(points[start:end], sparse[start:end])]
             shard.update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def _edge_point(self, point: StoredPoint, sparse: qe.SparseVector | None) -> qe.Point:
+        vectors: dict[str, Any] = {self.dense_vector_name: point.vector}
+        if sparse is not None:
+            vectors[self.sparse_vector_name] = sparse
+        return qe.Point(point.id, vectors, point.payload)
 
     def delete(self, point_ids: Sequence[str]) -> None:
         self._check_open()
@@ -167,30 +266,60 @@ class EdgeStore(VectorStore):
     # -- reads ---------------------------------------------------------------------------
 
     def search(
-        self, vector: Sequence[float], top_k: int, filters: dict[str, Any] | None = None
+        self,
+        vector: Sequence[float] | None,
+        top_k: int,
+        filters: Filters | None = None,
+        *,
+        text: str | None = None,
+        mode: SearchMode = "dense",
+        candidates: int | None = None,
     ) -> list[ScoredPoint]:
         self._check_open()
+        check_search_args(vector, text, mode, candidates)
+        edge_filter = _to_filter(filters)
         if self._shard is None or top_k <= 0:
             return []
-        request = qe.QueryRequest(
-            limit=top_k,
-            query=qe.Query.Nearest([float(x) for x in vector], using=self.dense_vector_name),
-            filter=_to_filter(filters),
-            with_payload=True,
-            with_vector=False,
-        )
+        if mode != "dense" and not self._has_sparse:
+            raise ValueError(
+                f"Vector store {self.path}: shard has no sparse vector named {self.sparse_vector_name!r}, "
+                f"which {mode} search needs; it supports dense search only (re-ingest into a new store "
+                "for BM25, or configure the sparse vector name the shard uses)"
+            )
+        dense = sparse = None
+        if mode != "sparse":
+            dense = qe.Query.Nearest([float(x) for x in vector], using=self.dense_vector_name)
+        if mode != "dense":
+            sparse = qe.Query.Nearest(encode_query(text), using=self.sparse_vector_name)
+        if mode == "hybrid":
+            limit = prefetch_limit(top_k, candidates)
+            request = qe.QueryRequest(
+                limit=top_k,
+                prefetches=[qe.Prefetch(limit, query=q, filter=edge_filter) for q in (dense, sparse)],
+                query=qe.Fusion.Rrf(k=_RRF_K),
+                with_payload=True,
+                with_vector=False,
+            )
+        else:
+            request = qe.QueryRequest(
+                limit=top_k,
+                query=dense if mode == "dense" else sparse,
+                filter=edge_filter,
+                with_payload=True,
+                with_vector=False,
+            )
         return [
             ScoredPoint(id=str(hit.id), score=hit.score, payload=hit.payload or {})
             for hit in self._shard.query(request)
         ]
 
-    def count(self, filters: dict[str, Any] | None = None) -> int:
+    def count(self, filters: Filters | None = None) -> int:
         self._check_open()
         if self._shard is None:
             return 0
         return self._shard.count(qe.CountRequest(exact=True, filter=_to_filter(filters)))
 
-    def iter_points(self, filters: dict[str, Any] | None = None) -> Iterator[ScoredPoint]:
+    def iter_points(self, filters: Filters | None = None) -> Iterator[ScoredPoint]:
         self._check_open()
         if self._shard is None:
             return

@@ -2,6 +2,8 @@
 
 For deployments that already run Qdrant (shared by several processes or machines). The
 client's local `:memory:` mode speaks the same API, which is what the contract tests use.
+The BM25 avg_len lives in the collection's metadata (Qdrant server 1.16+), next to the data
+it describes.
 """
 
 from __future__ import annotations
@@ -9,22 +11,52 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import qdrant_edge as qe
 from qdrant_client import QdrantClient, models
 
-from ragline.retrieval.store import INDEXED_KEYWORD_FIELDS, ScoredPoint, StoredPoint, VectorStore
+from ragline.retrieval import filters as f
+from ragline.retrieval.sparse import Bm25Documents, document_text, encode_query
+from ragline.retrieval.store import (
+    INDEXED_KEYWORD_FIELDS,
+    Filters,
+    ScoredPoint,
+    SearchMode,
+    StoredPoint,
+    VectorStore,
+    check_search_args,
+    prefetch_limit,
+)
+
+_AVG_LEN_KEY = "ragline_bm25_avg_len"
 
 
-def _to_filter(filters: dict[str, Any] | None) -> models.Filter | None:
-    if not filters:
+def _condition(cond: f.Condition) -> models.Condition:
+    match cond:
+        case f.Match(key, value):
+            return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        case f.MatchAny(key, values):
+            return models.FieldCondition(key=key, match=models.MatchAny(any=values))
+        case f.NumberRange(key, bounds):
+            return models.FieldCondition(key=key, range=models.Range(**bounds))
+        case f.DatetimeRange(key, bounds):
+            return models.FieldCondition(key=key, range=models.DatetimeRange(**bounds))
+        case f.Exists(key, _):
+            return models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+    raise TypeError(cond)  # pragma: no cover
+
+
+def _to_filter(filters: Filters | None) -> models.Filter | None:
+    """`exists: True` is "not empty" (IsEmpty: missing, null or []), the rest must hold."""
+    conditions = f.parse_filters(filters)
+    if not conditions:
         return None
-    conditions: list[models.Condition] = []
-    for key, value in filters.items():
-        if isinstance(value, (list, tuple, set, frozenset)):
-            match: models.Match = models.MatchAny(any=list(value))
-        else:
-            match = models.MatchValue(value=value)
-        conditions.append(models.FieldCondition(key=key, match=match))
-    return models.Filter(must=conditions)
+    must = [_condition(c) for c in conditions if not (isinstance(c, f.Exists) and c.exists)]
+    must_not = [_condition(c) for c in conditions if isinstance(c, f.Exists) and c.exists]
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _sparse(vector: qe.SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -49,18 +81,30 @@ class ServerStore(VectorStore):
         api_key: str | None = None,
         location: str | None = None,
         dense_vector_name: str = "dense",
+        sparse_vector_name: str = "bm25",
+        bm25_avg_len: float | None = None,
         timeout: float = 30,
     ) -> None:
         self.collection = collection
         self.dense_vector_name = dense_vector_name
+        self.sparse_vector_name = sparse_vector_name
         self._where = location or url or "http://localhost:6333"
+        self._bm25_avg_len = bm25_avg_len
+        self._bm25 = Bm25Documents(bm25_avg_len, None, self._name)
         self._client = QdrantClient(url=url, location=location, api_key=api_key, timeout=timeout)
         self._dim: int | None = None
+        self._has_sparse = False
         self._indexed = False
         self._closed = False
 
     def __repr__(self) -> str:
         return f"ServerStore(collection={self.collection!r}, at={self._where!r}, dim={self._dim})"
+
+    @property
+    def bm25_avg_len(self) -> float | None:
+        """The average document length BM25 encodes with; None until the first text arrives."""
+        self._existing_dim()
+        return self._bm25.avg_len
 
     @property
     def _name(self) -> str:
@@ -71,10 +115,12 @@ class ServerStore(VectorStore):
             raise RuntimeError(f"Vector store {self._name} is closed")
 
     def _existing_dim(self) -> int | None:
-        """The collection's dense dim, or None if it does not exist yet (cached once known)."""
+        """The collection's dense dim, or None if it does not exist yet (cached once known,
+        with the sparse vector's presence and the stored avg_len)."""
         self._check_open()
         if self._dim is None and self._client.collection_exists(self.collection):
-            vectors = self._client.get_collection(self.collection).config.params.vectors
+            config = self._client.get_collection(self.collection).config
+            vectors = config.params.vectors
             params = vectors.get(self.dense_vector_name) if isinstance(vectors, dict) else None
             if params is None:
                 raise ValueError(
@@ -86,6 +132,9 @@ class ServerStore(VectorStore):
                     f"Vector store {self._name}: vector {self.dense_vector_name!r} uses "
                     f"{params.distance} distance, expected Cosine"
                 )
+            stored = (config.metadata or {}).get(_AVG_LEN_KEY)
+            self._bm25 = Bm25Documents(self._bm25_avg_len, stored, self._name)
+            self._has_sparse = self.sparse_vector_name in (config.params.sparse_vectors or {})
             self._dim = params.size
         return self._dim
 
@@ -99,8 +148,12 @@ class ServerStore(VectorStore):
                 vectors_config={
                     self.dense_vector_name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
                 },
+                sparse_vectors_config={
+                    self.sparse_vector_name: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
             )
             self._dim = dim
+            self._has_sparse = True
         elif existing != dim:
             raise ValueError(
                 f"Vector store {self._name} holds {existing}-dim vectors but {dim} was requested; "
@@ -120,7 +173,12 @@ class ServerStore(VectorStore):
             self._closed = True
             self._client.close()
 
+    def _save_avg_len(self, avg_len: float) -> None:
+        self._client.update_collection(self.collection, metadata={_AVG_LEN_KEY: avg_len})
+
     def upsert(self, points: Sequence[StoredPoint]) -> None:
+        """Dense vector as given; BM25 from the payload text (a collection without the sparse
+        vector gets dense only, so older collections stay writable)."""
         dim = self._existing_dim()
         if dim is None:
             raise RuntimeError(
@@ -132,15 +190,22 @@ class ServerStore(VectorStore):
                     f"Vector store {self._name}: point {point.id} has a {len(point.vector)}-dim vector, "
                     f"the collection holds {dim}-dim vectors"
                 )
-        for batch in _chunks(points, self.upsert_batch_size):
+        sparse: list[qe.SparseVector | None] = [None] * len(points)
+        if self._has_sparse:
+            sparse = self._bm25.encode([document_text(p.payload) for p in points], self._save_avg_len)
+        for start in range(0, len(points), self.upsert_batch_size):
+            end = start + self.upsert_batch_size
             self._client.upsert(
                 self.collection,
-                points=[
-                    models.PointStruct(id=p.id, vector={self.dense_vector_name: p.vector}, payload=p.payload)
-                    for p in batch
-                ],
+                points=[self._point(p, sv) for p, sv in zip(points[start:end], sparse[start:end])],
                 wait=True,
             )
+
+    def _point(self, point: StoredPoint, sparse: qe.SparseVector | None) -> models.PointStruct:
+        vectors: dict[str, Any] = {self.dense_vector_name: point.vector}
+        if sparse is not None:
+            vectors[self.sparse_vector_name] = _sparse(sparse)
+        return models.PointStruct(id=point.id, vector=vectors, payload=point.payload)
 
     def delete(self, point_ids: Sequence[str]) -> None:
         if self._existing_dim() is None:
@@ -151,26 +216,57 @@ class ServerStore(VectorStore):
             )
 
     def search(
-        self, vector: Sequence[float], top_k: int, filters: dict[str, Any] | None = None
+        self,
+        vector: Sequence[float] | None,
+        top_k: int,
+        filters: Filters | None = None,
+        *,
+        text: str | None = None,
+        mode: SearchMode = "dense",
+        candidates: int | None = None,
     ) -> list[ScoredPoint]:
+        self._check_open()
+        check_search_args(vector, text, mode, candidates)
+        query_filter = _to_filter(filters)
         if self._existing_dim() is None or top_k <= 0:
             return []
-        response = self._client.query_points(
-            self.collection,
-            query=[float(x) for x in vector],
-            using=self.dense_vector_name,
-            query_filter=_to_filter(filters),
-            limit=top_k,
-            with_payload=True,
-        )
+        if mode != "dense" and not self._has_sparse:
+            raise ValueError(
+                f"Vector store {self._name}: collection has no sparse vector named "
+                f"{self.sparse_vector_name!r}, which {mode} search needs; it supports dense search only "
+                "(re-ingest into a new collection for BM25, or configure the sparse vector name it uses)"
+            )
+        dense = [float(x) for x in vector] if mode != "sparse" else None
+        sparse = _sparse(encode_query(text)) if mode != "dense" else None
+        if mode == "hybrid":
+            limit = prefetch_limit(top_k, candidates)
+            response = self._client.query_points(
+                self.collection,
+                prefetch=[
+                    models.Prefetch(query=dense, using=self.dense_vector_name, filter=query_filter, limit=limit),
+                    models.Prefetch(query=sparse, using=self.sparse_vector_name, filter=query_filter, limit=limit),
+                ],
+                query=models.FusionQuery(fusion=models.Fusion.RRF),
+                limit=top_k,
+                with_payload=True,
+            )
+        else:
+            response = self._client.query_points(
+                self.collection,
+                query=dense if mode == "dense" else sparse,
+                using=self.dense_vector_name if mode == "dense" else self.sparse_vector_name,
+                query_filter=query_filter,
+                limit=top_k,
+                with_payload=True,
+            )
         return [ScoredPoint(id=str(p.id), score=p.score, payload=p.payload or {}) for p in response.points]
 
-    def count(self, filters: dict[str, Any] | None = None) -> int:
+    def count(self, filters: Filters | None = None) -> int:
         if self._existing_dim() is None:
             return 0
         return self._client.count(self.collection, count_filter=_to_filter(filters), exact=True).count
 
-    def iter_points(self, filters: dict[str, Any] | None = None) -> Iterator[ScoredPoint]:
+    def iter_points(self, filters: Filters | None = None) -> Iterator[ScoredPoint]:
         if self._existing_dim() is None:
             return
         scroll_filter = _to_filter(filters)

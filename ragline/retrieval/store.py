@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
 # Payload keys every chunk point carries; payload indexes exist on the keyword ones.
 INDEXED_KEYWORD_FIELDS = ("document_id", "source")
+# The payload field whose text feeds the sparse BM25 vector.
+TEXT_FIELD = "text"
+
+SearchMode = Literal["dense", "sparse", "hybrid"]
+# Filters: payload key -> condition. A scalar matches exactly; a list matches any of its values;
+# a dict is a range ({"gte": 3, "lt": 10}; ISO-8601 strings make it a datetime range) or an
+# existence test ({"exists": True}: a non-null, non-empty value; missing, null and [] are absent).
+# Conditions on different keys must all hold. Parsed by `ragline.retrieval.filters`.
+Filters = dict[str, Any]
 
 
 class StoredPoint(BaseModel):
@@ -32,10 +41,10 @@ class ScoredPoint(BaseModel):
 
 
 class VectorStore(ABC):
-    """One collection of chunk points with a named dense vector (cosine distance).
+    """One collection of chunk points: a named dense vector (cosine distance) and a named
+    sparse BM25 vector the store computes from the payload's `TEXT_FIELD`.
 
-    `filters` everywhere is a mapping of payload key to required value (exact match);
-    a list value means "any of".
+    `filters` everywhere follow the `Filters` format above, in every search mode.
     """
 
     @abstractmethod
@@ -52,17 +61,29 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search(
-        self, vector: Sequence[float], top_k: int, filters: dict[str, Any] | None = None
+        self,
+        vector: Sequence[float] | None,
+        top_k: int,
+        filters: Filters | None = None,
+        *,
+        text: str | None = None,
+        mode: SearchMode = "dense",
+        candidates: int | None = None,
     ) -> list[ScoredPoint]:
-        """Nearest points by cosine similarity, best first."""
+        """Best points first. `dense`: cosine on `vector`; `sparse`: BM25 on `text`;
+        `hybrid`: both as prefetches (`candidates` each) fused with RRF inside Qdrant."""
 
     @abstractmethod
-    def count(self, filters: dict[str, Any] | None = None) -> int:
+    def count(self, filters: Filters | None = None) -> int:
         """Exact number of points (matching `filters`)."""
 
     @abstractmethod
-    def iter_points(self, filters: dict[str, Any] | None = None) -> Iterator[ScoredPoint]:
+    def iter_points(self, filters: Filters | None = None) -> Iterator[ScoredPoint]:
         """Every point (matching `filters`) with its payload; score is 0. Order unspecified."""
+
+    def optimize(self) -> None:
+        """Build HNSW (and other) indexes where the engine needs an explicit call; call it
+        after a large ingest. A no-op where the engine optimizes in the background."""
 
     @abstractmethod
     def close(self) -> None:
@@ -73,3 +94,22 @@ class VectorStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_search_args(
+    vector: Sequence[float] | None, text: str | None, mode: str, candidates: int | None
+) -> None:
+    """The same argument errors from every store, before it looks at its data."""
+    if mode not in get_args(SearchMode):
+        raise ValueError(f"search mode must be one of {get_args(SearchMode)}, got {mode!r}")
+    if mode != "sparse" and vector is None:
+        raise ValueError(f"{mode} search needs a query vector")
+    if mode != "dense" and not (text and text.strip()):
+        raise ValueError(f"{mode} search needs query text")
+    if candidates is not None and candidates <= 0:
+        raise ValueError(f"candidates must be positive, got {candidates}")
+
+
+def prefetch_limit(top_k: int, candidates: int | None) -> int:
+    """Candidates each hybrid prefetch hands to RRF: enough depth for fusion to reorder."""
+    return candidates or max(top_k * 4, 50)
