@@ -9,17 +9,25 @@ os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 
 from ragline.app import Rag, open
 from ragline.config import ConfigError, RaglineConfig, load_config
-from ragline.models import Answer, Citation, Hit, IngestError, IngestReport, Usage
+from ragline.models import Answer, Attempt, Citation, Hit, IngestError, IngestReport, Usage
+from ragline.pipelines.pipeline import Pipeline
+from ragline.pipelines.providers.base import ProviderError, StreamInterrupted
+from ragline.pipelines.reliability.budget import BudgetExceeded
 
 __all__ = [
     "Answer",
+    "Attempt",
+    "BudgetExceeded",
     "Citation",
     "ConfigError",
     "Hit",
     "IngestError",
     "IngestReport",
+    "Pipeline",
+    "ProviderError",
     "Rag",
     "RaglineConfig",
+    "StreamInterrupted",
     "Usage",
     "load_config",
     "open",

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import uuid
+import threading
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ragline.answering import Answering
 from ragline.config import RaglineConfig, load_config, secret_from_env
 from ragline.connectors.base import Connector
-from ragline.models import Answer, Hit, IngestError, IngestReport
-from ragline.pipelines.providers.base import LLMProvider, StreamChunk
+from ragline.models import Hit, IngestError, IngestReport
+from ragline.pipelines.providers.base import LLMProvider
 from ragline.retrieval.embeddings import Embedder
 from ragline.retrieval.rerank import Reranker
 from ragline.retrieval.store import Filters, ScoredPoint, SearchMode, VectorStore
+from ragline.tracing import record_hits
 
 EDGE_SHARD_DIR = "qdrant"
 LEDGER_FILE = "ledger.sqlite"
 EMBEDDING_CACHE_FILE = "embeddings.sqlite"
-NO_SOURCES_ANSWER = "No indexed document matches this question, so there is nothing to answer from."
 
 
 def open(  # noqa: A001 - the public entry point is `ragline.open`
@@ -56,18 +57,18 @@ def _hit(point: ScoredPoint) -> Hit:
     )
 
 
-class Rag:
+class Rag(Answering):
     def __init__(
         self, config: RaglineConfig, *, embedder: Embedder | None = None, provider: LLMProvider | None = None
     ):
         self.config = config
         self.path = Path(config.store.path)
         # Injected components are the caller's to close; cached_property lets them preempt the defaults.
-        self._owned = {"store"} if provider else {"store", "llm"}
+        self._injected_provider = provider
+        self._injected_embedder = embedder
+        self._retrieve_lock = threading.Lock()
         if embedder is not None:
             self.__dict__["embedder"] = embedder
-        if provider is not None:
-            self.__dict__["llm"] = provider
 
     # --- components, built on first use so `ragline retrieve` never loads the LLM ---
 
@@ -101,13 +102,15 @@ class Rag:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return Embedder(self.config.embedding)
+        settings = self.config.embedding
+        if settings.provider == "openai":
+            from ragline.retrieval.http_embeddings import HttpEmbedder
 
-    @cached_property
-    def llm(self) -> LLMProvider:
-        from ragline.pipelines.providers.factory import make_provider
-
-        return make_provider(self.config.llm)
+            return HttpEmbedder(  # type: ignore[return-value]  (the same interface)
+                settings.model, base_url=settings.base_url, timeout=settings.timeout, batch_size=settings.batch_size,
+                api_key=secret_from_env(settings.api_key_env, settings.api_key_file),
+            )  # fmt: skip
+        return Embedder(settings)
 
     @cached_property
     def ledger(self):
@@ -190,7 +193,10 @@ class Rag:
 
     @cached_property
     def reranker(self) -> Reranker | None:
-        from ragline.retrieval.rerank import OnnxCrossEncoder, SentenceTransformersCrossEncoder
+        from ragline.retrieval.rerank import (
+            OnnxCrossEncoder,
+            SentenceTransformersCrossEncoder,
+        )
 
         settings = self.config.retrieval
         if settings.rerank == "onnx":
@@ -209,12 +215,14 @@ class Rag:
         *,
         mode: SearchMode | None = None,
         rerank: bool | None = None,
+        mmr: bool | None = None,
     ) -> list[Hit]:
         """The `top_k` chunks best matching `question`.
 
         First stage: `mode` (default `retrieval.mode`: hybrid dense + BM25, fused by RRF in
         Qdrant); then, unless `rerank=False` or no reranker is configured, the cross-encoder
-        re-scores the best `retrieval.rerank_top_n` candidates.
+        re-scores the best `retrieval.rerank_top_n` candidates; then, with `mmr` (default
+        `retrieval.mmr`), those candidates are re-ordered by maximal marginal relevance.
         """
         if not question.strip():
             raise ValueError("question is empty")
@@ -222,77 +230,38 @@ class Rag:
             return []
         settings = self.config.retrieval
         mode = mode or settings.mode
+        mmr = settings.mmr if mmr is None else mmr
         reranker = self.reranker if rerank is not False else None
         if rerank and reranker is None:
             raise ValueError("rerank requested but retrieval.rerank = 'none'")
-        depth = max(top_k, settings.rerank_top_n) if reranker else top_k
+        depth = max(top_k, settings.rerank_top_n) if reranker or mmr else top_k
         vector = self.embedder.embed_query(question) if mode != "sparse" else None
-        points = self.store.search(vector, depth, filters, text=question, mode=mode, candidates=settings.candidates)
+        points = self.store.search(
+            vector, depth, filters, text=question, mode=mode, candidates=settings.candidates, with_vectors=mmr
+        )
         hits = [_hit(p) for p in points]
+        vectors = {hit.chunk_id: point.vector for hit, point in zip(hits, points)}
         if reranker:
-            hits = reranker.rerank(question, hits, top_n=settings.rerank_top_n)
+            with self.tracing.span("rerank", {"ragline.rerank.top_n": settings.rerank_top_n}) as span:
+                hits = reranker.rerank(question, hits, top_n=settings.rerank_top_n, fusion=settings.rerank_fusion == "rrf")
+                record_hits(span, hits[:top_k], prefix="ragline.rerank")
+        if mmr:
+            from ragline.retrieval.mmr import diversify
+
+            # Only the head shares one score scale (reranked or not); the tail keeps its order.
+            head, tail = hits[: settings.rerank_top_n], hits[settings.rerank_top_n :]
+            hits = diversify(head, [h.score for h in head], [vectors[h.chunk_id] for h in head],
+                             settings.mmr_lambda) + tail
         return hits[:top_k]
 
-    def query(self, question: str, *, top_k: int | None = None, filters: Filters | None = None) -> Answer:
-        """Answer from the retrieved chunks, citing them as numbered sources."""
-        events = self.query_stream(question, top_k=top_k, filters=filters)
-        for event in events:
-            if isinstance(event, Answer):
-                return event
-        raise RuntimeError("query stream ended without an answer")  # pragma: no cover
-
-    def query_stream(
-        self, question: str, *, top_k: int | None = None, filters: Filters | None = None
-    ) -> Iterator[StreamChunk | Answer]:
-        """Stream the answer: text deltas as `StreamChunk`s, then the final `Answer`."""
-        from ragline.models import Usage
-        from ragline.pipelines.providers.factory import cost_usd
-        from ragline.pipelines.synthesis import (
-            attribute_citations,
-            build_messages,
-            number_sources,
-            resolve_citations,
-        )
-
-        trace_id = uuid.uuid4().hex
-        hits = self.retrieve(question, top_k=top_k or self.config.query.top_k, filters=filters)
-        if not hits:
-            yield StreamChunk(delta=NO_SOURCES_ANSWER)
-            yield Answer(text=NO_SOURCES_ANSWER, model="none", trace_id=trace_id)
-            return
-        sources = number_sources(hits, self.config.query.max_source_chars)
-        messages = build_messages(question, sources)
-        parts: list[str] = []
-        usage = Usage()
-        for chunk in self.llm.stream(
-            messages, max_tokens=self.config.llm.max_tokens, temperature=self.config.llm.temperature
-        ):
-            if chunk.delta:
-                parts.append(chunk.delta)
-                yield chunk
-            if chunk.usage:
-                usage = chunk.usage
-        text = "".join(parts).strip()
-        citations = resolve_citations(text, sources)
-        attributed = not citations
-        if attributed:
-            citations = attribute_citations(text, sources)
-        yield Answer(
-            text=text,
-            citations=citations,
-            citations_attributed=attributed and bool(citations),
-            sources=sources,
-            model=self.llm.model,
-            usage=usage,
-            cost_usd=cost_usd(self.config.llm, usage),
-            trace_id=trace_id,
-        )
-
     def close(self) -> None:
-        for name in self._owned:
-            component = self.__dict__.pop(name, None)
-            if component is not None:
-                component.close()
+        store = self.__dict__.pop("store", None)
+        if store is not None:
+            store.close()
+        self._close_models()
+        embedder = self.__dict__.pop("embedder", None)
+        if embedder is not None and self._injected_embedder is None and hasattr(embedder, "close"):
+            embedder.close()  # a server embedder's connections
         ingestor = self.__dict__.pop("_ingestor", None)
         if ingestor is not None:
             ingestor.cache.close()

@@ -6,21 +6,33 @@ nothing else (progress and diagnostics go to stderr).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sys
 from datetime import datetime
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-import ragline
+from ragline.cli_output import (
+    ConfigOption,
+    JsonOption,
+    RecordOption,
+    ReplayOption,
+    StoreOption,
+    answer_json,
+    err,
+    out,
+    print_sources,
+    replay_overrides,
+)
+from ragline.cli_output import emit_json as _emit_json
+from ragline.cli_output import opened as _opened
+from ragline.cli_pipelines import pipeline_app
+from ragline.cli_prompts import prompts_app
+from ragline.cli_traces import traces_app
 from ragline.models import Answer
 
 # unstructured logs a warning per undetectable language snippet; failures reach the report anyway.
@@ -34,16 +46,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
 
-StoreOption = Annotated[
-    Path | None, typer.Option("--store", help="Store directory (default: .ragline or ragline.toml's store.path).")
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Config file (default: ./ragline.toml if present).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
 FilterOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -85,42 +88,6 @@ def parse_filters(specs: list[str] | None) -> dict[str, Any] | None:
         else:
             raise typer.BadParameter(f"{spec!r} is not key=value, key>=value or key=*", param_hint="--filter")
     return filters or None
-
-
-@contextmanager
-def _opened(store: Path | None, config: Path | None, **overrides: Any):
-    """Open the store, turning setup errors into a clear message and exit code 1."""
-    try:
-        rag = ragline.open(store, config_file=config, **overrides)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    try:
-        yield rag
-    except (ValueError, RuntimeError) as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    finally:
-        rag.close()
-
-
-def _emit_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-def answer_json(answer: Answer) -> dict[str, Any]:
-    return {
-        "answer": answer.text,
-        "citations": [
-            {"n": c.n, "document_id": c.document_id, "chunk_id": c.chunk_id, "text": c.text}
-            for c in answer.citations
-        ],
-        "model": answer.model,
-        "usage": {**answer.usage.model_dump(), "total_tokens": answer.usage.total_tokens},
-        "cost_usd": answer.cost_usd,
-        "trace_id": answer.trace_id,
-    }
 
 
 @app.command()
@@ -198,6 +165,9 @@ def retrieve(
     rerank: Annotated[
         bool | None, typer.Option("--rerank/--no-rerank", help="Cross-encoder reranking (default: configured).")
     ] = None,
+    mmr: Annotated[
+        bool | None, typer.Option("--mmr/--no-mmr", help="Diversify the hits with MMR (default: retrieval.mmr).")
+    ] = None,
     filter_specs: FilterOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
@@ -208,7 +178,7 @@ def retrieve(
         raise typer.BadParameter(f"{mode!r} is not one of dense, sparse, hybrid", param_hint="--mode")
     filters = parse_filters(filter_specs)
     with _opened(store, config) as rag:
-        hits = rag.retrieve(question, top_k=top_k, filters=filters, mode=mode, rerank=rerank)
+        hits = rag.retrieve(question, top_k=top_k, filters=filters, mode=mode, rerank=rerank, mmr=mmr)
     if as_json:
         _emit_json({"hits": [h.model_dump(mode="json") for h in hits]})
         return
@@ -226,18 +196,21 @@ def query(
     question: Annotated[str, typer.Argument(help="The question to answer from your documents.")],
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Sources given to the LLM.")] = None,
     filter_specs: FilterOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ask the model even if this exact request was answered before.")] = False,
+    record: RecordOption = None,
+    replay: ReplayOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from the ingested documents, with numbered citations."""
     filters = parse_filters(filter_specs)
-    with _opened(store, config) as rag:
+    with _opened(store, config, **replay_overrides(record, replay)) as rag:
         if as_json:
-            answer = rag.query(question, top_k=top_k, filters=filters)
+            answer = rag.query(question, top_k=top_k, filters=filters, cache=not no_cache)
         else:
             answer = None
-            for event in rag.query_stream(question, top_k=top_k, filters=filters):
+            for event in rag.query_stream(question, top_k=top_k, filters=filters, cache=not no_cache):
                 if isinstance(event, Answer):
                     answer = event
                 else:
@@ -246,34 +219,14 @@ def query(
     if as_json:
         _emit_json(answer_json(answer))
         return
-    _print_sources(answer)
-
-
-def _print_sources(answer: Answer) -> None:
-    cited = {c.n for c in answer.citations}
-    out.print()
-    if not cited:
-        out.print("[bold]Sources[/] (the answer cites none of them)")
-    elif answer.citations_attributed:
-        out.print("[bold]Citations[/] (the model wrote no \\[n] markers: matched by word overlap)")
-    else:
-        out.print("[bold]Citations[/]")
-    for source in answer.sources:
-        if cited and source.n not in cited:
-            continue
-        page = source.metadata.get("page_number")
-        where = f"{source.document_id}" + (f", page {page}" if page else "")
-        snippet = " ".join(source.text.split())[:160]
-        out.print(f"  [{source.n}] [cyan]{escape(where)}[/]: {escape(snippet)}")
-    usage = answer.usage
-    out.print(
-        f"[dim]model {escape(answer.model)} · {usage.prompt_tokens}+{usage.completion_tokens} tokens"
-        f" · ${answer.cost_usd:.4f} · trace {answer.trace_id}[/]"
-    )
+    print_sources(answer)
 
 
 eval_app = typer.Typer(help="Evaluate retrieval and answers.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+app.add_typer(prompts_app, name="prompts")
+app.add_typer(traces_app, name="traces")
+app.add_typer(pipeline_app, name="pipeline")
 
 
 @eval_app.command("retrieval")
@@ -291,7 +244,13 @@ def eval_retrieval(
     as_json: JsonOption = False,
 ) -> None:
     """Score retrieval on a BEIR-style dataset: nDCG@10, recall@10, recall@100, MRR@10."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from ragline.connectors.dataset import DatasetConfig, DatasetConnector
     from ragline.eval.retrieval import evaluate, load_qrels, load_queries

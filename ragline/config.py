@@ -10,13 +10,25 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from ragline.pipelines.reliability.breaker import BreakerSettings
+from ragline.pipelines.reliability.budget import BudgetLimits
+from ragline.pipelines.reliability.chain import RetryPolicy
+from ragline.tracing.setup import TracingConfig
 
 DEFAULT_CONFIG_FILE = "ragline.toml"
 DEFAULT_STORE_DIR = ".ragline"
@@ -45,11 +57,24 @@ class StoreConfig(BaseModel):
 
 
 class EmbeddingConfig(BaseModel):
+    provider: Literal["local", "openai"] = Field(
+        "local", description="local: sentence-transformers in-process; openai: an OpenAI-compatible /embeddings endpoint."
+    )
     model: str | None = Field(
-        None, description="sentence-transformers model name or path; default: the bundled all-MiniLM-L6-v2."
+        None, description="sentence-transformers model name or path (default: the bundled all-MiniLM-L6-v2), or the server's model name."
     )
     batch_size: int = Field(64, ge=1)
     device: str = "cpu"
+    base_url: str = Field("https://api.openai.com/v1", description="provider = 'openai' only.")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="provider = 'openai' only: env var holding the key.")
+    api_key_file: Path | None = None
+    timeout: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _server_model_named(self) -> EmbeddingConfig:
+        if self.provider == "openai" and not self.model:
+            raise ValueError("embedding.model is required when embedding.provider = 'openai' (e.g. 'text-embedding-3-small')")
+        return self
 
 
 class ChunkingConfig(BaseModel):
@@ -90,6 +115,17 @@ class RetrievalConfig(BaseModel):
     )
     rerank_top_n: int = Field(20, ge=1, description="How many first-stage hits the reranker reads.")
     rerank_batch_size: int = Field(16, ge=1)
+    rerank_fusion: Literal["rrf", "none"] = Field(
+        "rrf", description="rrf: fuse the cross-encoder's ranking with the first stage's (RRF); none: cross-encoder only."
+    )
+    mmr: bool = Field(
+        False, description="Re-order the final candidates by maximal marginal relevance (fewer near-duplicates)."
+    )
+    mmr_lambda: float = Field(
+        0.4, ge=0.0, le=1.0,
+        description="MMR trade-off: 1 is relevance only, 0 is diversity only. Below 0.5 because relevance is "
+        "min-max scaled: at 0.5 an exact copy of the best hit would still outrank most distinct hits.",
+    )
 
 
 class SourceConfig(BaseModel):
@@ -126,6 +162,67 @@ class LLMConfig(BaseModel):
         return value or None
 
 
+ProviderKind = Literal["openai", "anthropic", "ollama", "llamacpp"]
+
+
+class ModelConfig(BaseModel):
+    """One `[[models]]` entry: a provider in the fallback chain, tried in the order listed."""
+
+    name: str = Field(description="Names this entry in attempts, traces and errors.")
+    provider: ProviderKind
+    model: str | None = Field(None, description="The provider's model name (llamacpp: a GGUF path; default bundled SmolLM2).")
+    base_url: str | None = Field(None, description="Default: the provider's public endpoint (ollama: http://127.0.0.1:11434).")
+    api_key_env: str | None = Field(None, description="Env var holding the API key.")
+    api_key_file: Path | None = Field(None, description="A file holding only the API key (e.g. a mounted secret).")
+    price_per_million_input: float = Field(0.0, ge=0.0, description="USD per 1M prompt tokens.")
+    price_per_million_output: float = Field(0.0, ge=0.0, description="USD per 1M completion tokens.")
+    context_window: int | None = Field(None, ge=1, description="Tokens the model accepts; a context-length error falls back to a larger one.")
+    timeout: float = Field(60.0, gt=0, description="Seconds per call (per next piece when streaming).")
+
+    @model_validator(mode="after")
+    def _model_named(self) -> ModelConfig:
+        if self.provider != "llamacpp" and not self.model:
+            raise ValueError(f"[[models]] {self.name!r}: model is required for provider {self.provider!r}")
+        return self
+
+
+class ReliabilityConfig(RetryPolicy):
+    """`[reliability]`: the retry/fallback policy of the chain, plus its circuit breakers."""
+
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+
+
+class CacheConfig(BaseModel):
+    enabled: bool = Field(True, description="Answer an identical request (same models, parameters, messages, prompt version) from the cache.")
+    backend: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite: a file in the store directory.")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ttl_seconds: float | None = Field(7 * 24 * 3600, gt=0, description="How long an answer stays valid; None: forever.")
+
+
+class PromptsConfig(BaseModel):
+    dir: Path = Field(Path("prompts"), description="Your prompt files (NAME.j2) and manifest.json.")
+    synthesis: str = Field(
+        "synthesis", description="The answer prompt: name, name@label or name@hash; a bare name falls back to ragline's built-in prompt when the folder has none."
+    )
+
+
+class PipelinesConfig(BaseModel):
+    dir: Path = Field(Path("pipelines"), description="Pipeline files: NAME.yaml, .toml or .json.")
+
+
+class ReplayConfig(BaseModel):
+    """Record every model call to a cassette, or answer from one offline (`--record` / `--replay`)."""
+
+    record: Path | None = Field(None, description="Write every model call to this JSON Lines cassette (starts it afresh).")
+    replay: Path | None = Field(None, description="Answer every model call from this cassette; a request not in it fails.")
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> ReplayConfig:
+        if self.record and self.replay:
+            raise ValueError("replay.record and replay.replay exclude each other: record once, then replay")
+        return self
+
+
 class QueryConfig(BaseModel):
     top_k: int = Field(4, ge=1, description="Chunks given to the LLM as numbered sources.")
     max_source_chars: int = Field(1200, ge=100, description="Each source is cut to this many characters.")
@@ -145,7 +242,25 @@ class RaglineConfig(BaseSettings):
         default_factory=list, description="What `ragline ingest` with no paths reads."
     )
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    models: list[ModelConfig] = Field(
+        default_factory=list, description="The provider chain, tried in order; empty: just [llm]."
+    )
+    reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    budget: BudgetLimits = Field(default_factory=BudgetLimits)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    pipelines: PipelinesConfig = Field(default_factory=PipelinesConfig)
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_model_names(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        names = [m.name for m in models]
+        if duplicated := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"[[models]] names must be unique; repeated: {', '.join(duplicated)}")
+        return models
 
     @classmethod
     def settings_customise_sources(
@@ -206,6 +321,14 @@ def load_config(config_file: str | Path | None = None, **overrides: Any) -> Ragl
         raise ConfigError(f"cannot read config file {toml_file}: {exc}") from None
 
 
-def secret_from_env(env_var: str | None) -> str | None:
-    """Read a secret by env-var name; config files name the variable, never hold the value."""
-    return os.environ.get(env_var) if env_var else None
+def secret_from_env(env_var: str | None, file: Path | None = None) -> str | None:
+    """Read a secret by env-var name, else from a file holding only it; config files name
+    where the secret is, never hold the value."""
+    if env_var and os.environ.get(env_var):
+        return os.environ[env_var]
+    if file is None:
+        return None
+    try:
+        return Path(file).expanduser().read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API key file {file}: {exc.strerror}") from None

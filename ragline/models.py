@@ -6,7 +6,7 @@ These shapes are the public contract (`ragline.open(...).ingest/retrieve/query` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -65,6 +65,19 @@ class Usage(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
+class Attempt(BaseModel):
+    """One try at one provider during a model call: what answered, what failed and why."""
+
+    provider: str
+    model: str
+    outcome: Literal["ok", "error", "skipped"]
+    error_kind: str | None = Field(None, description="rate_limit, server, timeout, connection, ... (see ErrorKind).")
+    error: str | None = None
+    status: int | None = None
+    latency_ms: float = 0.0
+    cost_usd: float = Field(0.0, description="What this try was charged against the budget.")
+
+
 class Citation(BaseModel):
     """A numbered source the answer cites with an `[n]` marker."""
 
@@ -88,3 +101,7 @@ class Answer(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     trace_id: str
+    provider: str | None = Field(None, description="The provider that answered (None: no model call).")
+    cached: bool = Field(False, description="True when the answer came from the response cache.")
+    attempts: list[Attempt] = Field(default_factory=list, description="Every provider try, in order.")
+    prompt_version: str | None = Field(None, description="The exact prompt (name@content-hash) that produced the answer.")

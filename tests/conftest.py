@@ -30,9 +30,64 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
+def _samples_store_template(tmp_path_factory, embedder) -> Path:
+    import ragline
+
+    path = tmp_path_factory.mktemp("samples-store-template")
+    with ragline.open(path, embedder=embedder) as rag:
+        report = rag.ingest(SAMPLES)
+    assert report.failed == 0 and report.added > 0, report
+    return path
+
+
+@pytest.fixture
+def samples_store(_samples_store_template, tmp_path) -> Path:
+    """A private copy of a store holding `samples/` (ingested once per session): tests may
+    add caches, traces and cassettes to it without seeing each other's."""
+    import shutil
+
+    copy = tmp_path / "samples-store"
+    shutil.copytree(_samples_store_template, copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
 def local_llm():
     from ragline.pipelines.providers.llamacpp import LlamaCppProvider
 
     provider = LlamaCppProvider(n_threads=1)
     yield provider
     provider.close()
+
+
+@pytest.fixture(scope="session")
+def llama_server_url():
+    """One real llama_cpp.server (bundled SmolLM2) on 127.0.0.1 for the whole session."""
+    from llm_server import start_llama_server
+
+    from ragline.pipelines.providers import bundled_gguf_path
+
+    with start_llama_server(bundled_gguf_path()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def fault_proxies(llama_server_url):
+    """Two fault-injecting proxies in front of the llama server: a chain's primary and backup,
+    each on its own port so tests see which provider was asked what."""
+    from fault_proxy import FaultProxy
+
+    with FaultProxy(llama_server_url) as primary, FaultProxy(llama_server_url) as backup:
+        yield primary, backup
+
+
+@pytest.fixture
+def primary(fault_proxies):
+    fault_proxies[0].clear()
+    return fault_proxies[0]
+
+
+@pytest.fixture
+def backup(fault_proxies):
+    fault_proxies[1].clear()
+    return fault_proxies[1]

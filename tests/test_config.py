@@ -57,3 +57,25 @@ def test_toml_syntax_error_names_file(tmp_path):
     bad.write_text("[store\npath = 1\n")
     with pytest.raises(ConfigError, match="broken.toml"):
         load_config(bad)
+
+
+def test_models_chain_config_is_validated(tmp_path) -> None:
+    config = tmp_path / "ragline.toml"
+    config.write_text(
+        '[[models]]\nname = "a"\nprovider = "openai"\nmodel = "m"\n\n'
+        '[[models]]\nname = "a"\nprovider = "ollama"\nmodel = "n"\n'
+    )
+    with pytest.raises(ConfigError, match="repeated: a"):
+        load_config(config)
+    config.write_text('[[models]]\nname = "a"\nprovider = "anthropic"\n')
+    with pytest.raises(ConfigError, match="model is required"):
+        load_config(config)
+    config.write_text(
+        '[[models]]\nname = "a"\nprovider = "openai"\nmodel = "m"\napi_key_env = "MY_KEY"\n\n'
+        '[reliability]\nfallback_on = ["server", "auth"]\n\n[reliability.breaker]\ncooldown = 5\n\n'
+        '[budget]\nper_day_usd = 3.5\n'
+    )
+    loaded = load_config(config)
+    assert loaded.models[0].api_key_env == "MY_KEY"
+    assert loaded.reliability.fallback_on == {"server", "auth"} and loaded.reliability.breaker.cooldown == 5
+    assert loaded.budget.per_day_usd == 3.5

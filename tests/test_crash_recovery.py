@@ -5,7 +5,6 @@ payloads, same counts, no failed document recorded as done)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -14,21 +14,13 @@ import sys
 import pytest
 
 import ragline
-from ragline.pipelines.providers.llamacpp import bundled_gguf_path
 from ragline.pipelines.providers.openai import OpenAIProvider
 
 from conftest import ROOT, SAMPLES
-from llm_server import start_llama_server
 
 QUESTION = "How many days of paid leave do new employees get?"
 EXPECTED_DOCUMENT = "employee-handbook.md"
 EXAMPLE_FILES = ["pdf/fake-memo.pdf", "fake-html.html", "simple.docx", "eml/fake-email.eml"]
-
-
-@pytest.fixture(scope="module")
-def llama_server_url():
-    with start_llama_server(bundled_gguf_path()) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +123,13 @@ def test_cli_json_shapes(tmp_path, corpus, llama_server_url):
     result = _cli("query", QUESTION, "--store", store, "--json", env=env)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert set(answer) == {"answer", "citations", "model", "usage", "cost_usd", "trace_id"}
+    # The shape, plus (additively) who answered, whether from cache, and every try.
+    assert set(answer) == {
+        "answer", "citations", "model", "usage", "cost_usd", "trace_id", "provider", "cached", "attempts", "prompt_version",
+    }  # fmt: skip
     assert answer["answer"] and answer["model"] == "smollm2"
+    assert answer["provider"] == "openai" and answer["cached"] is False
+    assert [a["outcome"] for a in answer["attempts"]] == ["ok"]
     assert all(set(c) == {"n", "document_id", "chunk_id", "text"} for c in answer["citations"])
     assert answer["usage"]["prompt_tokens"] > 0
 

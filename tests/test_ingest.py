@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ragline
+from ragline.config import EmbeddingConfig
 from ragline.ingest.ledger import Ledger
+from ragline.retrieval.embeddings import Embedder
 
 GOOD = {
     "memo.pdf": "pdf/fake-memo.pdf",
@@ -145,3 +148,20 @@ def test_server_store_backend_through_the_same_api(tmp_path, embedder, corpus):
         assert rag.store.count() == report.chunks_embedded
         hits = rag.retrieve("Stanley Cup winners", top_k=3)
         assert hits and hits[0].document_id == "cups.csv"
+
+
+def test_embed_groups_texts_by_word_pieces_and_keeps_their_order(embedder):
+    small = Embedder(EmbeddingConfig(batch_size=3))
+    small.__dict__["_model"] = embedder._model  # the session's loaded model
+    # the last is short in characters but long in word pieces
+    texts = [" ".join(["word"] * n) for n in (40, 3, 17, 1, 60, 8, 25)] + ["1.2.3.4.5.6.7.8.9.0"]
+    batches = small.batches(texts)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(texts)))
+    pieces = [len(ids) for ids in embedder._model.tokenizer(texts)["input_ids"]]
+    order = [i for batch in batches for i in batch]
+    assert [pieces[i] for i in order] == sorted(pieces, reverse=True), "by word pieces, not characters"
+
+    vectors = np.array(small.embed(texts))
+    alone = np.array([embedder._model.encode([t], normalize_embeddings=True)[0] for t in texts])
+    assert np.allclose(vectors, alone, atol=1e-5), "batching may change rounding only"
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

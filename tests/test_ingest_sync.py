@@ -19,9 +19,11 @@ class CountingEmbedder(Embedder):
         super().__init__()
         self.__dict__["_model"] = model  # share the session's loaded model
         self.texts = 0
+        self.calls: list[int] = []
 
     def embed(self, texts, *, show_progress=False):
         self.texts += len(texts)
+        self.calls.append(len(texts))
         return super().embed(texts, show_progress=show_progress)
 
 
@@ -85,6 +87,21 @@ def test_identical_text_is_never_embedded_twice(tmp_path, counting):
         assert counting.texts == 4, "copies and renames must come from the embedding cache"
         hits = rag.retrieve("Note 1 subject 13", top_k=2)
         assert {h.document_id for h in hits} == {"n01.md", "copy.md"}
+
+
+def test_embedding_windows_span_write_batches(tmp_path, counting, monkeypatch):
+    """The model gets several write batches per call; every batch is still written and
+    committed, and each chunk gets its own text's vector."""
+    monkeypatch.setattr("ragline.ingest.pipeline.EMBED_WINDOW", 5)
+    corpus = tmp_path / "docs"
+    _notes(corpus, 12)
+    with ragline.open(tmp_path / "store", embedder=counting, ingest={"batch_chunks": 2}) as rag:
+        report = rag.ingest(corpus)
+        assert report.added == report.chunks_embedded == rag.store.count() == 12
+        assert counting.calls == [6, 6], "windows of three 2-chunk batches"
+        assert sum(s.chunks for s in rag.sources()) == 12
+        for i in (0, 7, 11):
+            assert rag.retrieve(f"Note {i} subject {i * 13}", top_k=1)[0].document_id == f"n{i:02d}.md"
 
 
 class FlakySource(Connector):

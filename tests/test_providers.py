@@ -1,32 +1,26 @@
-"""Providers against real backends: in-process llama.cpp, a real llama_cpp.server, and a tiny
-misbehaving HTTP server for error mapping. Nothing of ours is mocked."""
+"""In-process llama.cpp, and the OpenAI client against a real llama_cpp.server; failures of
+every HTTP protocol are in test_provider_protocols.py. Nothing of ours is mocked."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from llm_server import free_port, start_llama_server
+from protocol_servers import API_KEY, TOO_LONG, question
 
 from ragline.pipelines.providers import (
-    ChatMessage,
     LlamaCppProvider,
     LLMProvider,
     OpenAIProvider,
     ProviderError,
     StreamChunk,
-    bundled_gguf_path,
 )
 
-API_KEY = "sk-test-4f9c1d2e-very-secret"
-PROMPT = [
-    ChatMessage(role="system", content="You are a concise assistant."),
-    ChatMessage(role="user", content="What is the capital of France?"),
-]
+REQUEST = question(max_tokens=16)
 
 
 def _check_stream(chunks: list[StreamChunk], max_tokens: int) -> str:
@@ -42,48 +36,70 @@ def _check_stream(chunks: list[StreamChunk], max_tokens: int) -> str:
     return text
 
 
-def _check_complete_and_stream(provider: LLMProvider) -> None:
-    done = provider.complete(PROMPT, max_tokens=16, temperature=0.0)
-    assert done.text.strip()
+def _check_complete_and_stream(provider: LLMProvider) -> str:
+    done = provider.complete(REQUEST)
+    assert done.text.strip() and done.provider == provider.name
     assert done.usage.prompt_tokens > 0
     assert 0 < done.usage.completion_tokens <= 16
     assert done.finish_reason in ("stop", "length")
 
-    streamed = _check_stream(list(provider.stream(PROMPT, max_tokens=16, temperature=0.0)), 16)
+    streamed = _check_stream(list(provider.stream(REQUEST)), 16)
     assert streamed == done.text  # greedy decoding: same text either way
+    return done.text
+
+
+async def _check_async(provider: LLMProvider, expected: str) -> None:
+    assert (await provider.acomplete(REQUEST)).text == expected
+    assert _check_stream([c async for c in provider.astream(REQUEST)], 16) == expected
+    await provider.aclose()
 
 
 # --- in-process llama.cpp ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def llamacpp() -> Iterator[LlamaCppProvider]:
-    provider = LlamaCppProvider()
-    yield provider
-    provider.close()
+def test_llamacpp_complete_and_stream(local_llm: LlamaCppProvider) -> None:
+    assert local_llm.model == "SmolLM2-135M-Instruct.Q4_1"
+    assert local_llm.context_window == local_llm.n_ctx == 2048
+    text = _check_complete_and_stream(local_llm)
+    done = local_llm.complete(REQUEST, timeout=0.001)  # documented: timeout is ignored
+    assert done.text == text
 
 
-def test_llamacpp_complete_and_stream(llamacpp: LlamaCppProvider) -> None:
-    assert llamacpp.model == "SmolLM2-135M-Instruct.Q4_1"
-    _check_complete_and_stream(llamacpp)
-
-
-def test_llamacpp_stream_usage_matches_complete(llamacpp: LlamaCppProvider) -> None:
-    done = llamacpp.complete(PROMPT, max_tokens=8, temperature=0.0)
-    last = list(llamacpp.stream(PROMPT, max_tokens=8, temperature=0.0))[-1]
+def test_llamacpp_counts_prompt_tokens_exactly(local_llm: LlamaCppProvider) -> None:
+    done = local_llm.complete(REQUEST.model_copy(update={"max_tokens": 8}))
+    last = list(local_llm.stream(REQUEST.model_copy(update={"max_tokens": 8})))[-1]
     assert last.usage == done.usage
+    assert local_llm.count_prompt_tokens(REQUEST) == done.usage.prompt_tokens
+
+
+def test_llamacpp_async_callers_are_serialised(local_llm: LlamaCppProvider) -> None:
+    """Many tasks share one llama.cpp context: the lock makes them take turns, so each gets
+    the same answer it would get alone (an unguarded context crashes or mixes sequences)."""
+    request = REQUEST.model_copy(update={"max_tokens": 6})
+    expected = local_llm.complete(request).text
+
+    async def run() -> list[str]:
+        async def streamed() -> str:
+            return "".join([c.delta async for c in local_llm.astream(request)])
+
+        calls = [local_llm.acomplete(request) for _ in range(3)] + [streamed() for _ in range(3)]
+        results = await asyncio.gather(*calls)
+        return [r if isinstance(r, str) else r.text for r in results]
+
+    assert asyncio.run(run()) == [expected] * 6
 
 
 def test_llamacpp_prompt_longer_than_context() -> None:
     provider = LlamaCppProvider(n_ctx=64)
-    assert provider.n_ctx == 256  # llama.cpp's own padding, made explicit
-    long = [ChatMessage(role="user", content="word " * 300)]
+    assert provider.n_ctx == provider.context_window == 256  # llama.cpp's padding, made explicit
     try:
         with pytest.raises(ProviderError, match="context") as err:
-            provider.complete(long, max_tokens=4, temperature=0.0)
+            provider.complete(TOO_LONG)
         assert err.value.status is None and err.value.provider == "llamacpp"
-        with pytest.raises(ProviderError, match="context"):
-            list(provider.stream(long, max_tokens=4, temperature=0.0))
+        assert err.value.kind == "context_length"
+        with pytest.raises(ProviderError, match="context") as err:
+            list(provider.stream(TOO_LONG))
+        assert err.value.kind == "context_length"
     finally:
         provider.close()
 
@@ -97,64 +113,58 @@ def test_missing_model_file_is_a_clear_error(tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    with start_llama_server(bundled_gguf_path()) as url:
-        yield url
+def server_url(llama_server_url: str) -> str:
+    return llama_server_url
 
 
-@pytest.fixture()
-def served(server_url: str) -> Iterator[OpenAIProvider]:
-    provider = OpenAIProvider("smollm2", base_url=server_url, api_key=API_KEY, timeout=60)
-    yield provider
+def _served(server_url: str) -> OpenAIProvider:
+    return OpenAIProvider("smollm2", base_url=server_url, api_key=API_KEY, timeout=60)
+
+
+def test_openai_against_llama_server_sync_and_async(server_url: str) -> None:
+    provider = _served(server_url)
+    text = _check_complete_and_stream(provider)
+    provider.close()
+    asyncio.run(_check_async(_served(server_url), text))
+
+
+def test_openai_context_length_from_a_real_server(server_url: str) -> None:
+    provider = _served(server_url)
+    with pytest.raises(ProviderError) as err:
+        provider.complete(TOO_LONG)
+    assert err.value.status == 400 and err.value.kind == "context_length"
+    # llama_cpp.server checks the prompt only once its stream has begun: 200, then an empty
+    # body. With no end marker that is a broken stream, never an empty answer.
+    with pytest.raises(ProviderError, match="ended before") as err:
+        list(provider.stream(TOO_LONG))
+    assert err.value.kind == "connection" and err.value.partial_text == ""
     provider.close()
 
 
-def test_openai_against_llama_server(served: OpenAIProvider) -> None:
-    _check_complete_and_stream(served)
+# --- OpenAI stream quirks of real servers -----------------------------------------------------
 
 
-def test_openai_server_error_is_mapped(served: OpenAIProvider) -> None:
-    long = [ChatMessage(role="user", content="word " * 3000)]
-    with pytest.raises(ProviderError) as err:
-        served.complete(long, max_tokens=4, temperature=0.0)
-    assert err.value.status == 400 and "context" in str(err.value)
-
-
-# --- error mapping against a tiny misbehaving server ------------------------------------------
-
-
-class _Misbehaving(BaseHTTPRequestHandler):
+class _Quirky(BaseHTTPRequestHandler):
     """Routes on the first path segment: /<case>/v1/chat/completions."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        case = self.path.split("/")[1]
-        if case == "unauthorized":  # echoes the key back, as a careless server might
-            auth = self.headers.get("Authorization", "")
-            body = {"error": {"message": f"Invalid key in '{auth}'", "code": "invalid_api_key"}}
-            self._send(401, json.dumps(body))
-        elif case == "boom":
-            self._send(500, "internal explosion")
-        elif case == "garbage":
-            self._send(200, "{not json")
-        elif case == "slow":
-            time.sleep(2)
-            self._send(200, "{}")
-        elif case == "garbage-stream":
-            self._send(200, 'data: {"choices": [{"delta": {"content": "hi"}}]}\n\ndata: {oops\n\n')
-        elif case == "no-usage-stream":
-            events = [
+    STREAMS = {
+        "no-usage-stream": ": keep-alive\n\n" + "".join(
+            f"data: {json.dumps(e)}\n\n"
+            for e in [
                 {"choices": [{"delta": {"role": "assistant"}, "finish_reason": None}]},
                 {"choices": [{"delta": {"content": "Hello"}, "finish_reason": None}]},
                 {"choices": [{"delta": {"content": " there"}, "finish_reason": None}]},
                 {"choices": [{"delta": {}, "finish_reason": "stop"}]},
             ]
-            sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-            self._send(200, ": keep-alive\n\n" + sse)
+        ) + "data: [DONE]\n\n",
+        "garbage-stream": 'data: {"choices": [{"delta": {"content": "hi"}}]}\n\ndata: {oops\n\n',
+        "json-error-stream": json.dumps({"error": {"message": "model is loading"}}) + "\n",
+    }  # fmt: skip
 
-    def _send(self, status: int, body: str) -> None:
-        data = body.encode()
-        self.send_response(status)
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        data = self.STREAMS[self.path.split("/")[1]].encode()
+        self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -164,77 +174,35 @@ class _Misbehaving(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def bad_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def quirky() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Quirky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
 
 
-def _provider(base_url: str, timeout: float = 10.0) -> OpenAIProvider:
-    return OpenAIProvider("gpt-test", base_url=base_url, api_key=API_KEY, timeout=timeout)
+def _quirky(base_url: str, case: str) -> OpenAIProvider:
+    return OpenAIProvider("gpt-test", base_url=f"{base_url}/{case}/v1", api_key=API_KEY)
 
 
-def _errors(provider: OpenAIProvider) -> list[ProviderError]:
-    """The error from complete and from stream, each checked never to leak the key."""
-    errors = []
-    for call in (provider.complete, lambda *a, **kw: list(provider.stream(*a, **kw))):
-        with pytest.raises(ProviderError) as err:
-            call(PROMPT, max_tokens=4, temperature=0.0)
-        assert API_KEY not in str(err.value) and API_KEY not in repr(err.value)
-        assert err.value.provider == "openai"
-        errors.append(err.value)
-    assert API_KEY not in repr(provider)
-    return errors
-
-
-def test_unauthorized_maps_status_and_hides_key(bad_server: str) -> None:
-    for error in _errors(_provider(f"{bad_server}/unauthorized/v1")):
-        assert error.status == 401
-        assert "Invalid key" in str(error) and "***" in str(error)
-
-
-def test_server_error_keeps_body_text(bad_server: str) -> None:
-    for error in _errors(_provider(f"{bad_server}/boom/v1")):
-        assert error.status == 500 and "internal explosion" in str(error)
-
-
-def test_malformed_json(bad_server: str) -> None:
-    provider = _provider(f"{bad_server}/garbage/v1")
-    with pytest.raises(ProviderError, match="malformed JSON") as err:
-        provider.complete(PROMPT, max_tokens=4, temperature=0.0)
-    assert err.value.status == 200
-
-    stream = _provider(f"{bad_server}/garbage-stream/v1").stream(
-        PROMPT, max_tokens=4, temperature=0.0
-    )
-    assert next(stream).delta == "hi"
-    with pytest.raises(ProviderError, match="malformed JSON"):
-        next(stream)
-
-
-def test_connection_refused_names_base_url() -> None:
-    base_url = f"http://127.0.0.1:{free_port()}/v1"
-    for error in _errors(_provider(base_url)):
-        assert error.status is None
-        assert base_url in str(error) and "could not connect" in str(error)
-
-
-def test_timeout_names_base_url(bad_server: str) -> None:
-    provider = _provider(f"{bad_server}/slow/v1", timeout=0.3)
-    with pytest.raises(ProviderError, match="timed out") as err:
-        provider.complete(PROMPT, max_tokens=4, temperature=0.0)
-    assert err.value.status is None and f"{bad_server}/slow/v1" in str(err.value)
-
-
-def test_stream_without_server_usage_is_estimated(bad_server: str) -> None:
-    chunks = list(
-        _provider(f"{bad_server}/no-usage-stream/v1").stream(PROMPT, max_tokens=4, temperature=0)
-    )
+def test_stream_without_server_usage_is_estimated(quirky: str) -> None:
+    chunks = list(_quirky(quirky, "no-usage-stream").stream(REQUEST))
     assert [c.delta for c in chunks[:-1]] == ["Hello", " there"]
     assert chunks[-1].finish_reason == "stop"
     assert chunks[-1].usage.completion_tokens == 2  # one per delta
-    chars = sum(len(m.content) for m in PROMPT)
-    assert chunks[-1].usage.prompt_tokens == -(-chars // 4)
+    assert chunks[-1].usage.prompt_tokens == -(-REQUEST.prompt_chars() // 4)
+
+
+def test_malformed_event_mid_stream_keeps_partial_text(quirky: str) -> None:
+    stream = _quirky(quirky, "garbage-stream").stream(REQUEST)
+    assert next(stream).delta == "hi"
+    with pytest.raises(ProviderError, match="malformed JSON") as err:
+        next(stream)
+    assert err.value.kind == "malformed" and err.value.partial_text == "hi"
+
+
+def test_bare_json_error_instead_of_a_stream(quirky: str) -> None:
+    with pytest.raises(ProviderError, match="model is loading") as err:
+        list(_quirky(quirky, "json-error-stream").stream(REQUEST))
+    assert err.value.kind == "server"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragline.models import Hit
-from ragline.retrieval.rerank import OnnxCrossEncoder
+from ragline.retrieval.rerank import OnnxCrossEncoder, passage
 
 QUERY = "How many days of paid leave do new employees get?"
 PASSAGES = [
@@ -41,3 +41,22 @@ def test_rerank_reorders_the_head_and_keeps_the_tail(reranker):
     assert reranked[0].metadata["first_stage_score"] == pytest.approx(0.9)
     assert [h.chunk_id for h in reranked[3:]] == ["c3"]  # beyond top_n: untouched, after the head
     assert sorted(h.chunk_id for h in reranked[:3]) == ["c0", "c1", "c2"]
+
+
+def test_fusion_keeps_the_first_stage_in_the_vote(reranker):
+    """RRF of cross-encoder rank and first-stage rank: the first stage's favourite (c0, which
+    the cross-encoder ranks third) stays ahead of a passage only the cross-encoder likes."""
+    hits = [Hit(document_id=f"d{i}", chunk_id=f"c{i}", score=1.0 - i / 10, text=t) for i, t in enumerate(PASSAGES)]
+    assert [h.chunk_id for h in reranker.rerank(QUERY, hits)] == ["c1", "c3", "c0", "c2"]
+    fused = reranker.rerank(QUERY, hits, fusion=True)
+    assert [h.chunk_id for h in fused] == ["c1", "c0", "c3", "c2"]
+    assert fused[0].score == pytest.approx(1 / 3 + 1 / 4)  # cross-encoder 1st, first stage 2nd (k=2)
+    assert fused[0].metadata["rerank_score"] > 0 and fused[0].metadata["first_stage_score"] == pytest.approx(0.9)
+
+
+def test_cross_encoder_reads_the_title_with_later_chunks():
+    later = Hit(document_id="d", chunk_id="c", score=1.0, text="It ships in May.", metadata={"title": "Beacon monitor"})
+    first = later.model_copy(update={"text": "Beacon monitor\n\nThe Beacon air monitor ..."})
+    assert passage(later) == "Beacon monitor\n\nIt ships in May."
+    assert passage(first) == first.text
+    assert passage(later.model_copy(update={"metadata": {}})) == "It ships in May."

@@ -13,7 +13,6 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
-
 from typing import Any
 
 from pydantic import BaseModel
@@ -77,8 +76,10 @@ class Ledger:
             " FROM documents WHERE source = ?",
             (source,),
         )
+        # Rows this class wrote are valid already: unvalidated construction keeps an unchanged
+        # re-run of a large source close to the cost of reading the source.
         return {
-            doc_id: LedgerEntry(
+            doc_id: LedgerEntry.model_construct(
                 source=source,
                 document_id=doc_id,
                 content_hash=content_hash,

@@ -6,12 +6,11 @@ document, never the caller's run. Nothing here touches the network: see `_offlin
 
 from __future__ import annotations
 
-from importlib.metadata import version as package_version
-
 import importlib
 import os
 import re
 from collections.abc import Callable
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 

@@ -12,17 +12,28 @@ no parsing and no embedding. Writes per batch, each durable before the next:
 A crash anywhere leaves points that the next run's recovery either finds owned by a
 document or deletes, so re-running converges to exactly the state of a clean ingest. A
 failed document keeps whatever it had in the index before, and is retried next run.
+
+The embedder gets a window of several write batches per call, so that it can group texts
+of equal length in word pieces (padding is wasted model time); writes stay one batch at a
+time, and a crash mid-window costs no model time on the re-run (the embedding cache).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
+from functools import cached_property
 
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from ragline.config import IngestConfig
 from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem
@@ -36,10 +47,51 @@ from ragline.models import Chunk, IngestError, IngestReport
 from ragline.retrieval.embeddings import Embedder
 from ragline.retrieval.store import StoredPoint, VectorStore
 
+# Chunks per embedder call: on SciFact, padding is 24% of the model's work when batches are
+# cut from 256 texts sorted by characters, 12% from 256 by word pieces, 2% from 2,048.
+EMBED_WINDOW = 2048
+
+
 class _Parsed(BaseModel):
     item: SourceItem
     chunks: list[Chunk]
     previous: LedgerEntry | None
+
+
+class _Current(Mapping[str, KnownDocument]):
+    """The connector's view of what it may skip, built per lookup: most connectors look up
+    few documents or none, so an unchanged re-run costs little more than reading the source.
+    Documents made with another fingerprint are left out: they must be re-read in full (no
+    conditional requests for them)."""
+
+    def __init__(self, known: dict[str, LedgerEntry], fingerprint: str):
+        self._known, self._fingerprint = known, fingerprint
+
+    def __getitem__(self, doc_id: str) -> KnownDocument:
+        entry = self._known[doc_id]
+        if entry.fingerprint != self._fingerprint:
+            raise KeyError(doc_id)
+        return KnownDocument(version=entry.version, content_hash=entry.content_hash)
+
+    def __iter__(self) -> Iterator[str]:
+        return (doc_id for doc_id, e in self._known.items() if e.fingerprint == self._fingerprint)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _windows(batches: Iterator[list[_Parsed]]) -> Iterator[list[list[_Parsed]]]:
+    """Consecutive write batches holding about EMBED_WINDOW chunks between them."""
+    window: list[list[_Parsed]] = []
+    size = 0
+    for batch in batches:
+        window.append(batch)
+        size += sum(len(parsed.chunks) for parsed in batch)
+        if size >= EMBED_WINDOW:
+            yield window
+            window, size = [], 0
+    if window:
+        yield window
 
 
 def chunk_point(chunk: Chunk, vector: list[float]) -> StoredPoint:
@@ -87,7 +139,7 @@ class Ingestor:
         self.cache = cache
         self.config = config or IngestConfig()
 
-    @property
+    @cached_property  # compared for every document of every run
     def fingerprint(self) -> str:
         return f"{self.chunker.fingerprint()};{self.embedder.fingerprint()}"
 
@@ -108,7 +160,8 @@ class Ingestor:
             failpoint("ingest.after_delete")
             self.ledger.clear_pending(pending)
 
-    def _embed(self, chunks: list[Chunk]) -> list[list[float]]:
+    def _embed(self, chunks: list[Chunk]) -> dict[str, list[float]]:
+        """Vectors by content hash; the texts not in the cache go to the model in one call."""
         model = self.embedder.model_id
         vectors = self.cache.get(model, (c.content_hash for c in chunks))
         missing = {c.content_hash: c.text for c in chunks if c.content_hash not in vectors}
@@ -116,15 +169,14 @@ class Ingestor:
             fresh = dict(zip(missing, self.embedder.embed(list(missing.values())), strict=True))
             self.cache.put(model, fresh)
             vectors.update(fresh)
-        return [vectors[c.content_hash] for c in chunks]
+        return vectors
 
-    def _write(self, batch: list[_Parsed], report: IngestReport) -> None:
+    def _write(self, batch: list[_Parsed], vectors: dict[str, list[float]], report: IngestReport) -> None:
         chunks = [chunk for parsed in batch for chunk in parsed.chunks]
         if chunks:
-            vectors = self._embed(chunks)
             self.ledger.log_pending_writes(c.chunk_id for c in chunks)
-            self.store.ensure_collection(len(vectors[0]))
-            self.store.upsert([chunk_point(c, v) for c, v in zip(chunks, vectors, strict=True)])
+            self.store.ensure_collection(len(vectors[chunks[0].content_hash]))
+            self.store.upsert([chunk_point(c, vectors[c.content_hash]) for c in chunks])
             failpoint("ingest.after_upsert")
         entries, stale = [], []
         for parsed in batch:
@@ -170,26 +222,21 @@ class Ingestor:
         self, connector: Connector, known: dict[str, LedgerEntry], report: IngestReport,
         seen: set[str], tick: Callable[[int], None],
     ) -> Iterator[list[_Parsed]]:
-        # Documents made with another fingerprint must be re-read in full, so the connector
-        # is not told about them (no conditional requests for those).
-        current = {
-            doc_id: KnownDocument(version=e.version, content_hash=e.content_hash)
-            for doc_id, e in known.items()
-            if e.fingerprint == self.fingerprint
-        }
+        """Changed documents, parsed, in write batches of about `batch_chunks` chunks."""
         batch: list[_Parsed] = []
         size = 0
-        for item in connector.items(current):
+        for item in connector.items(_Current(known, self.fingerprint)):
             seen.add(item.document_id)
             previous = known.get(item.document_id)
             if previous and previous.content_hash == item.content_hash and previous.fingerprint == self.fingerprint:
                 report.unchanged += 1
+                tick(1)
             elif parsed := self._parse(item, previous, report):
                 batch.append(parsed)
                 size += len(parsed.chunks)
             else:
                 report.failed += 1
-            tick(size)
+                tick(1)
             if size >= self.config.batch_chunks:
                 yield batch
                 batch, size = [], 0
@@ -230,17 +277,23 @@ class Ingestor:
         seen: set[str] = set()
         with _progress(show_progress) as progress:
             task = progress.add_task(connector.source, total=len(known) or None, chunks=0, rate="") if progress is not None else None
+            done = 0
 
-            def tick(pending_chunks: int) -> None:
+            def tick(documents: int) -> None:
+                """Counts documents done: skipped, failed, or written (not merely parsed)."""
+                nonlocal done
+                done += documents
                 if progress is not None:
                     elapsed = max(time.time() - started, 1e-6)
-                    chunks = report.chunks_embedded + pending_chunks
-                    rate = f"{len(seen) / elapsed:.1f} docs/s, {chunks / elapsed:.1f} chunks/s"
-                    progress.update(task, advance=1, chunks=chunks, rate=rate)
+                    rate = f"{done / elapsed:.1f} docs/s, {report.chunks_embedded / elapsed:.1f} chunks/s"
+                    progress.update(task, advance=documents, chunks=report.chunks_embedded, rate=rate)
 
             try:
-                for batch in self._batches(connector, known, report, seen, tick):
-                    self._write(batch, report)
+                for window in _windows(self._batches(connector, known, report, seen, tick)):
+                    vectors = self._embed([c for batch in window for parsed in batch for c in parsed.chunks])
+                    for batch in window:
+                        self._write(batch, vectors, report)
+                        tick(len(batch))
             except ConnectorError as exc:
                 report.errors.append(IngestError(document=connector.source, error=str(exc)))
                 report.failed += 1

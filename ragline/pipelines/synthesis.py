@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 
 from ragline.models import Citation, Hit
+from ragline.pipelines.prompts import Prompt, builtin_prompt
 from ragline.pipelines.providers.base import ChatMessage
 
-SYSTEM_PROMPT = (
-    "You are a helpful assistant. Answer the question in one or two sentences using only the "
-    "sources below. After each fact, write the number of its source in square brackets, for "
-    "example [1]. If the sources do not contain the answer, say that you don't know."
-)
+# The built-in prompt (ragline/pipelines/builtin_prompts/synthesis.j2); a prompts folder may override it.
+SYNTHESIS_PROMPT = builtin_prompt("synthesis")
+PROMPT_VERSION = SYNTHESIS_PROMPT.version
 
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
@@ -30,20 +29,11 @@ def number_sources(hits: list[Hit], max_chars: int) -> list[Citation]:
     ]
 
 
-def _source_label(source: Citation) -> str:
-    title = source.metadata.get("title") or source.document_id
-    page = source.metadata.get("page_number")
-    return f"{title}, page {page}" if page else str(title)
-
-
-def build_messages(question: str, sources: list[Citation]) -> list[ChatMessage]:
-    """Instructions and sources in the system message, the bare question as the user turn
-    (small instruction-tuned models stay on task best with this layout)."""
-    context = "\n\n".join(f"[{s.n}] ({_source_label(s)}) {s.text}" for s in sources)
-    return [
-        ChatMessage(role="system", content=f"{SYSTEM_PROMPT}\n\nSources:\n\n{context}"),
-        ChatMessage(role="user", content=question),
-    ]
+def build_messages(question: str, sources: list[Citation], prompt: Prompt | None = None) -> list[ChatMessage]:
+    """Render the synthesis prompt (built-in unless given) for a question and its numbered
+    sources; the built-in puts instructions and sources in the system message and the bare
+    question in the user turn (small instruction-tuned models stay on task best that way)."""
+    return (prompt or SYNTHESIS_PROMPT).render(question=question, sources=sources)
 
 
 def cited_numbers(answer: str) -> list[int]:

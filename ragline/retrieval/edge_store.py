@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,7 @@ from ragline.retrieval.store import (
     SearchMode,
     StoredPoint,
     VectorStore,
-    check_search_args,
-    prefetch_limit,
+    batches,
 )
 
 # Written by the engine on create and on every load; the shard exposes no config accessor.
@@ -59,21 +58,6 @@ def _condition(cond: f.Condition) -> Any:
         case f.Exists(key, _):
             return qe.IsEmptyCondition(key)
     raise TypeError(cond)  # pragma: no cover
-
-
-def _to_filter(filters: Filters | None) -> qe.Filter | None:
-    """`exists: True` is "not empty" (IsEmpty: missing, null or []), the rest must hold."""
-    conditions = f.parse_filters(filters)
-    if not conditions:
-        return None
-    must = [_condition(c) for c in conditions if not (isinstance(c, f.Exists) and c.exists)]
-    must_not = [_condition(c) for c in conditions if isinstance(c, f.Exists) and c.exists]
-    return qe.Filter(must=must or None, must_not=must_not or None)
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class EdgeStore(VectorStore):
@@ -260,56 +244,48 @@ class EdgeStore(VectorStore):
         self._check_open()
         if self._shard is None:
             return
-        for batch in _chunks(list(point_ids), self.upsert_batch_size):
+        for batch in batches(list(point_ids), self.upsert_batch_size):
             self._shard.update(qe.UpdateOperation.delete_points(list(batch)))
 
     # -- reads ---------------------------------------------------------------------------
 
-    def search(
-        self,
-        vector: Sequence[float] | None,
-        top_k: int,
-        filters: Filters | None = None,
-        *,
-        text: str | None = None,
-        mode: SearchMode = "dense",
-        candidates: int | None = None,
-    ) -> list[ScoredPoint]:
+    @property
+    def _name(self) -> str:
+        return str(self.path)
+
+    def _collection_exists(self) -> bool:
         self._check_open()
-        check_search_args(vector, text, mode, candidates)
-        edge_filter = _to_filter(filters)
-        if self._shard is None or top_k <= 0:
-            return []
-        if mode != "dense" and not self._has_sparse:
-            raise ValueError(
-                f"Vector store {self.path}: shard has no sparse vector named {self.sparse_vector_name!r}, "
-                f"which {mode} search needs; it supports dense search only (re-ingest into a new store "
-                "for BM25, or configure the sparse vector name the shard uses)"
-            )
-        dense = sparse = None
-        if mode != "sparse":
-            dense = qe.Query.Nearest([float(x) for x in vector], using=self.dense_vector_name)
-        if mode != "dense":
-            sparse = qe.Query.Nearest(encode_query(text), using=self.sparse_vector_name)
+        return self._shard is not None
+
+    def _native_filter(self, filters: Filters | None) -> qe.Filter | None:
+        return f.engine_filter(filters, _condition, qe.Filter)
+
+    def _query(
+        self, dense: list[float] | None, top_k: int, native_filter: qe.Filter | None, *,
+        text: str | None, mode: SearchMode, limit: int, with_vectors: bool,
+    ) -> list[ScoredPoint]:
+        dense_query = qe.Query.Nearest(dense, using=self.dense_vector_name) if mode != "sparse" else None
+        sparse_query = qe.Query.Nearest(encode_query(text), using=self.sparse_vector_name) if mode != "dense" else None
+        vectors = [self.dense_vector_name] if with_vectors else False
         if mode == "hybrid":
-            limit = prefetch_limit(top_k, candidates)
             request = qe.QueryRequest(
                 limit=top_k,
-                prefetches=[qe.Prefetch(limit, query=q, filter=edge_filter) for q in (dense, sparse)],
+                prefetches=[qe.Prefetch(limit, query=q, filter=native_filter) for q in (dense_query, sparse_query)],
                 query=qe.Fusion.Rrf(k=_RRF_K),
                 with_payload=True,
-                with_vector=False,
+                with_vector=vectors,
             )
         else:
             request = qe.QueryRequest(
                 limit=top_k,
-                query=dense if mode == "dense" else sparse,
-                filter=edge_filter,
+                query=dense_query if mode == "dense" else sparse_query,
+                filter=native_filter,
                 with_payload=True,
-                with_vector=False,
+                with_vector=vectors,
             )
         return [
-            ScoredPoint(id=str(hit.id), score=hit.score, payload=hit.payload or {})
+            ScoredPoint(id=str(hit.id), score=hit.score, payload=hit.payload or {},
+                        vector=hit.vector[self.dense_vector_name] if with_vectors else None)
             for hit in self._shard.query(request)
         ]
 
@@ -317,26 +293,12 @@ class EdgeStore(VectorStore):
         self._check_open()
         if self._shard is None:
             return 0
-        return self._shard.count(qe.CountRequest(exact=True, filter=_to_filter(filters)))
+        return self._shard.count(qe.CountRequest(exact=True, filter=self._native_filter(filters)))
 
-    def iter_points(self, filters: Filters | None = None) -> Iterator[ScoredPoint]:
-        self._check_open()
-        if self._shard is None:
-            return
-        edge_filter = _to_filter(filters)
-        offset = None
-        while True:
-            self._check_open()
-            records, offset = self._shard.scroll(
-                qe.ScrollRequest(
-                    offset=offset,
-                    limit=self.scroll_page_size,
-                    filter=edge_filter,
-                    with_payload=True,
-                    with_vector=False,
-                )
+    def _scroll(self, native_filter: qe.Filter | None, offset: Any) -> tuple[list[ScoredPoint], Any]:
+        records, offset = self._require_shard().scroll(
+            qe.ScrollRequest(
+                offset=offset, limit=self.scroll_page_size, filter=native_filter, with_payload=True, with_vector=False
             )
-            for record in records:
-                yield ScoredPoint(id=str(record.id), score=0.0, payload=record.payload or {})
-            if offset is None:
-                return
+        )
+        return [ScoredPoint(id=str(r.id), score=0.0, payload=r.payload or {}) for r in records], offset

@@ -6,9 +6,12 @@ live here so a filter means the same thing (or fails the same way) on every back
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 RANGE_OPS = ("gte", "gt", "lte", "lt")
 
@@ -51,6 +54,20 @@ Condition = Match | MatchAny | NumberRange | DatetimeRange | Exists
 def parse_filters(filters: dict[str, Any] | None) -> list[Condition]:
     """One condition per key (all must hold); ValueError naming the key for anything else."""
     return [_parse(key, value) for key, value in (filters or {}).items()]
+
+
+def engine_filter(
+    filters: dict[str, Any] | None, condition: Callable[[Condition], Any], make: Callable[..., T]
+) -> T | None:
+    """`filters` as an engine's Filter(must=..., must_not=...), `condition` mapping each one;
+    None when there is nothing to filter. `exists: True` is "not IsEmpty" (missing, null
+    and [] are empty), so it goes to must_not."""
+    conditions = parse_filters(filters)
+    if not conditions:
+        return None
+    positive = [c for c in conditions if isinstance(c, Exists) and c.exists]
+    must = [condition(c) for c in conditions if c not in positive]
+    return make(must=must or None, must_not=[condition(c) for c in positive] or None)
 
 
 def _parse(key: str, value: Any) -> Condition:

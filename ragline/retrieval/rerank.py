@@ -16,6 +16,7 @@ from pathlib import Path
 from ragline.models import Hit
 
 BUNDLED_RERANKER = "ms-marco-MiniLM-L-12-v2-int8"
+FUSION_RRF_K = 2
 
 
 def bundled_reranker_dir() -> Path:
@@ -37,16 +38,41 @@ class Reranker(ABC):
     def scores(self, query: str, passages: Sequence[str]) -> list[float]:
         """Relevance of each passage to the query (higher is better)."""
 
-    def rerank(self, query: str, hits: list[Hit], top_n: int | None = None) -> list[Hit]:
-        """Re-score the first `top_n` hits (all by default) and sort them; the rest keep their order after them."""
+    def rerank(self, query: str, hits: list[Hit], top_n: int | None = None, *, fusion: bool = False) -> list[Hit]:
+        """Re-score the first `top_n` hits (all by default) and sort them; the rest keep their order after them.
+
+        With `fusion` a hit's score is the reciprocal rank fusion of its cross-encoder rank and
+        its first-stage rank: a small cross-encoder alone throws away what hybrid retrieval
+        knew (on SciFact it gains more as a second opinion than as the only judge).
+        """
         head, tail = (hits, []) if top_n is None else (hits[:top_n], hits[top_n:])
         if not head:
             return hits
+        scores = self.scores(query, [passage(h) for h in head])
+        by_score = sorted(range(len(head)), key=lambda i: scores[i], reverse=True)
+        cross_rank = {index: rank for rank, index in enumerate(by_score)}
         scored = [
-            hit.model_copy(update={"score": score, "metadata": {**hit.metadata, "first_stage_score": hit.score}})
-            for hit, score in zip(head, self.scores(query, [h.text for h in head]), strict=True)
+            hit.model_copy(update={
+                "score": rrf(cross_rank[i]) + rrf(i) if fusion else scores[i],
+                "metadata": {**hit.metadata, "first_stage_score": hit.score, "rerank_score": scores[i]},
+            })
+            for i, hit in enumerate(head)
         ]
         return sorted(scored, key=lambda h: h.score, reverse=True) + tail
+
+
+def rrf(rank: int) -> float:
+    """RRF with Qdrant's k=2: a small k lets a clear first place in either ranking count."""
+    return 1.0 / (FUSION_RRF_K + rank + 1)
+
+
+def passage(hit: Hit) -> str:
+    """What the cross-encoder reads: the chunk, after its document title unless the chunk
+    starts with it (later chunks of a document otherwise lose their subject)."""
+    title = hit.metadata.get("title")
+    if isinstance(title, str) and title.strip() and not hit.text.startswith(title.strip()):
+        return f"{title.strip()}\n\n{hit.text}"
+    return hit.text
 
 
 class OnnxCrossEncoder(Reranker):

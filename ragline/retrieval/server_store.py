@@ -8,7 +8,7 @@ it describes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import qdrant_edge as qe
@@ -23,8 +23,7 @@ from ragline.retrieval.store import (
     SearchMode,
     StoredPoint,
     VectorStore,
-    check_search_args,
-    prefetch_limit,
+    batches,
 )
 
 _AVG_LEN_KEY = "ragline_bm25_avg_len"
@@ -45,23 +44,8 @@ def _condition(cond: f.Condition) -> models.Condition:
     raise TypeError(cond)  # pragma: no cover
 
 
-def _to_filter(filters: Filters | None) -> models.Filter | None:
-    """`exists: True` is "not empty" (IsEmpty: missing, null or []), the rest must hold."""
-    conditions = f.parse_filters(filters)
-    if not conditions:
-        return None
-    must = [_condition(c) for c in conditions if not (isinstance(c, f.Exists) and c.exists)]
-    must_not = [_condition(c) for c in conditions if isinstance(c, f.Exists) and c.exists]
-    return models.Filter(must=must or None, must_not=must_not or None)
-
-
 def _sparse(vector: qe.SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class ServerStore(VectorStore):
@@ -210,78 +194,60 @@ class ServerStore(VectorStore):
     def delete(self, point_ids: Sequence[str]) -> None:
         if self._existing_dim() is None:
             return
-        for batch in _chunks(list(point_ids), self.upsert_batch_size):
+        for batch in batches(list(point_ids), self.upsert_batch_size):
             self._client.delete(
                 self.collection, points_selector=models.PointIdsList(points=list(batch)), wait=True
             )
 
-    def search(
-        self,
-        vector: Sequence[float] | None,
-        top_k: int,
-        filters: Filters | None = None,
-        *,
-        text: str | None = None,
-        mode: SearchMode = "dense",
-        candidates: int | None = None,
+    def _collection_exists(self) -> bool:
+        return self._existing_dim() is not None
+
+    def _native_filter(self, filters: Filters | None) -> models.Filter | None:
+        return f.engine_filter(filters, _condition, models.Filter)
+
+    def _query(
+        self, dense: list[float] | None, top_k: int, native_filter: models.Filter | None, *,
+        text: str | None, mode: SearchMode, limit: int, with_vectors: bool,
     ) -> list[ScoredPoint]:
-        self._check_open()
-        check_search_args(vector, text, mode, candidates)
-        query_filter = _to_filter(filters)
-        if self._existing_dim() is None or top_k <= 0:
-            return []
-        if mode != "dense" and not self._has_sparse:
-            raise ValueError(
-                f"Vector store {self._name}: collection has no sparse vector named "
-                f"{self.sparse_vector_name!r}, which {mode} search needs; it supports dense search only "
-                "(re-ingest into a new collection for BM25, or configure the sparse vector name it uses)"
-            )
-        dense = [float(x) for x in vector] if mode != "sparse" else None
         sparse = _sparse(encode_query(text)) if mode != "dense" else None
+        vectors = [self.dense_vector_name] if with_vectors else False
         if mode == "hybrid":
-            limit = prefetch_limit(top_k, candidates)
             response = self._client.query_points(
                 self.collection,
                 prefetch=[
-                    models.Prefetch(query=dense, using=self.dense_vector_name, filter=query_filter, limit=limit),
-                    models.Prefetch(query=sparse, using=self.sparse_vector_name, filter=query_filter, limit=limit),
+                    models.Prefetch(query=dense, using=self.dense_vector_name, filter=native_filter, limit=limit),
+                    models.Prefetch(query=sparse, using=self.sparse_vector_name, filter=native_filter, limit=limit),
                 ],
                 query=models.FusionQuery(fusion=models.Fusion.RRF),
                 limit=top_k,
                 with_payload=True,
+                with_vectors=vectors,
             )
         else:
             response = self._client.query_points(
                 self.collection,
                 query=dense if mode == "dense" else sparse,
                 using=self.dense_vector_name if mode == "dense" else self.sparse_vector_name,
-                query_filter=query_filter,
+                query_filter=native_filter,
                 limit=top_k,
                 with_payload=True,
+                with_vectors=vectors,
             )
-        return [ScoredPoint(id=str(p.id), score=p.score, payload=p.payload or {}) for p in response.points]
+        return [
+            ScoredPoint(id=str(p.id), score=p.score, payload=p.payload or {},
+                        vector=p.vector[self.dense_vector_name] if with_vectors else None)
+            for p in response.points
+        ]
 
     def count(self, filters: Filters | None = None) -> int:
         if self._existing_dim() is None:
             return 0
-        return self._client.count(self.collection, count_filter=_to_filter(filters), exact=True).count
+        return self._client.count(self.collection, count_filter=self._native_filter(filters), exact=True).count
 
-    def iter_points(self, filters: Filters | None = None) -> Iterator[ScoredPoint]:
-        if self._existing_dim() is None:
-            return
-        scroll_filter = _to_filter(filters)
-        offset = None
-        while True:
-            self._check_open()
-            records, offset = self._client.scroll(
-                self.collection,
-                scroll_filter=scroll_filter,
-                limit=self.scroll_page_size,
-                offset=offset,
-                with_payload=True,
-                with_vectors=False,
-            )
-            for record in records:
-                yield ScoredPoint(id=str(record.id), score=0.0, payload=record.payload or {})
-            if offset is None:
-                return
+    def _scroll(self, native_filter: models.Filter | None, offset: Any) -> tuple[list[ScoredPoint], Any]:
+        self._check_open()
+        records, offset = self._client.scroll(
+            self.collection, scroll_filter=native_filter, limit=self.scroll_page_size, offset=offset,
+            with_payload=True, with_vectors=False,
+        )
+        return [ScoredPoint(id=str(r.id), score=0.0, payload=r.payload or {}) for r in records], offset

@@ -38,6 +38,8 @@ class ScoredPoint(BaseModel):
     id: str
     score: float
     payload: dict[str, Any] = Field(default_factory=dict)
+    # The dense vector, only when the search asked for it (MMR needs it, nothing else does).
+    vector: list[float] | None = None
 
 
 class VectorStore(ABC):
@@ -59,7 +61,6 @@ class VectorStore(ABC):
     def delete(self, point_ids: Sequence[str]) -> None:
         """Delete points by id; unknown ids are ignored."""
 
-    @abstractmethod
     def search(
         self,
         vector: Sequence[float] | None,
@@ -69,17 +70,45 @@ class VectorStore(ABC):
         text: str | None = None,
         mode: SearchMode = "dense",
         candidates: int | None = None,
+        with_vectors: bool = False,
     ) -> list[ScoredPoint]:
         """Best points first. `dense`: cosine on `vector`; `sparse`: BM25 on `text`;
-        `hybrid`: both as prefetches (`candidates` each) fused with RRF inside Qdrant."""
+        `hybrid`: both as prefetches (`candidates` each) fused with RRF inside Qdrant.
+        `with_vectors` fills each point's dense `vector`.
+
+        The checks every store makes the same way live here, so the stores only query."""
+        exists = self._collection_exists()
+        check_search_args(vector, text, mode, candidates)
+        native_filter = self._native_filter(filters)  # bad filters fail even on an empty store
+        if not exists or top_k <= 0:
+            return []
+        if mode != "dense" and not self._has_sparse:
+            raise ValueError(
+                f"Vector store {self._name}: it has no sparse vector named {self.sparse_vector_name!r}, "
+                f"which {mode} search needs; it supports dense search only (re-ingest into a new store "
+                "for BM25, or configure the sparse vector name it uses)"
+            )
+        dense = [float(x) for x in vector] if mode != "sparse" and vector is not None else None
+        return self._query(
+            dense, top_k, native_filter, text=text, mode=mode,
+            limit=prefetch_limit(top_k, candidates), with_vectors=with_vectors,
+        )
 
     @abstractmethod
     def count(self, filters: Filters | None = None) -> int:
         """Exact number of points (matching `filters`)."""
 
-    @abstractmethod
     def iter_points(self, filters: Filters | None = None) -> Iterator[ScoredPoint]:
         """Every point (matching `filters`) with its payload; score is 0. Order unspecified."""
+        if not self._collection_exists():
+            return
+        native_filter = self._native_filter(filters)
+        offset = None
+        while True:
+            points, offset = self._scroll(native_filter, offset)
+            yield from points
+            if offset is None:
+                return
 
     def optimize(self) -> None:
         """Build HNSW (and other) indexes where the engine needs an explicit call; call it
@@ -94,6 +123,37 @@ class VectorStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- what each store implements for the shared `search` and `iter_points` --
+
+    # Set by each store once it knows the collection: whether it has the BM25 sparse vector.
+    _has_sparse: bool
+    sparse_vector_name: str
+
+    @property
+    @abstractmethod
+    def _name(self) -> str:
+        """The store's location as error messages name it."""
+
+    @abstractmethod
+    def _collection_exists(self) -> bool:
+        """Whether the collection exists (raises if the store is closed)."""
+
+    @abstractmethod
+    def _native_filter(self, filters: Filters | None) -> Any:
+        """`filters` in the engine's own filter type (None for no filter)."""
+
+    @abstractmethod
+    def _scroll(self, native_filter: Any, offset: Any) -> tuple[list[ScoredPoint], Any]:
+        """One page of points from `offset` (None: the start) and the next page's offset
+        (None after the last page); raises if the store was closed meanwhile."""
+
+    @abstractmethod
+    def _query(
+        self, dense: list[float] | None, top_k: int, native_filter: Any, *,
+        text: str | None, mode: SearchMode, limit: int, with_vectors: bool,
+    ) -> list[ScoredPoint]:
+        """The engine query for checked arguments; `limit` is each hybrid prefetch's depth."""
 
 
 def check_search_args(
@@ -113,3 +173,9 @@ def check_search_args(
 def prefetch_limit(top_k: int, candidates: int | None) -> int:
     """Candidates each hybrid prefetch hands to RRF: enough depth for fusion to reorder."""
     return candidates or max(top_k * 4, 50)
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most `size` items (write requests stay bounded)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

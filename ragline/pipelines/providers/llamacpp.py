@@ -15,6 +15,7 @@ from typing import Any
 from ragline.models import Usage
 from ragline.pipelines.providers.base import (
     ChatMessage,
+    ChatRequest,
     Completion,
     LLMProvider,
     ProviderError,
@@ -39,8 +40,10 @@ def bundled_gguf_path() -> Path:
 class LlamaCppProvider(LLMProvider):
     """Chat completions from a local GGUF, formatted with the model's own chat template.
 
-    The model loads on first use, once. One instance runs one generation at a time (a llama.cpp
-    context is not re-entrant): use one instance per thread, or serialise calls.
+    The model loads on first use, once. A llama.cpp context is not re-entrant, so generations
+    are serialised with a lock: threads and async tasks (the async methods run the sync ones in
+    worker threads) queue for the one model. `timeout` is accepted and ignored: a generation
+    runs on this CPU and cannot be abandoned half-way; bound it with `max_tokens`.
     """
 
     def __init__(
@@ -63,25 +66,26 @@ class LlamaCppProvider(LLMProvider):
         # llama.cpp pads the context to a multiple of 256 but llama-cpp-python sizes its token
         # buffer from the number given, so a prompt in between crashes with a numpy error.
         self.n_ctx = -(-n_ctx // 256) * 256
+        self.context_window = self.n_ctx
         self._settings = {"n_ctx": self.n_ctx, "n_threads": n_threads, "seed": seed}
         self._llm: Any = None
         self._template: Any = None
         self._load_lock = threading.Lock()
+        self._generate_lock = threading.Lock()
 
-    def _request(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> dict[str, Any]:
+    def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         return {
-            "messages": _dicts(messages),
-            "max_tokens": max_tokens,
-            "temperature": temperature,
+            "messages": _dicts(request.messages),
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
             "repeat_penalty": self.repeat_penalty,
         }
 
-    def complete(
-        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> Completion:
+    def complete(self, request: ChatRequest, *, timeout: float | None = None) -> Completion:
         llm = self._load()
         try:
-            out = llm.create_chat_completion(**self._request(messages, max_tokens, temperature))
+            with self._generate_lock:
+                out = llm.create_chat_completion(**self._arguments(request))
         except (ValueError, RuntimeError) as exc:
             raise self._error(exc) from exc
         choice = out["choices"][0]
@@ -93,38 +97,49 @@ class LlamaCppProvider(LLMProvider):
                 completion_tokens=out["usage"]["completion_tokens"],
             ),
             finish_reason=choice.get("finish_reason"),
+            provider=self.name,
         )
 
-    def stream(
-        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> Iterator[StreamChunk]:
+    def stream(self, request: ChatRequest, *, timeout: float | None = None) -> Iterator[StreamChunk]:
         """Yield text deltas, then a chunk with usage and finish reason.
 
-        llama-cpp-python streams no usage, so it is counted here: prompt tokens by rendering
-        the GGUF chat template and tokenizing it as llama.cpp does (exact for template-driven
-        models), completion tokens as the number of streamed pieces (llama.cpp streams one
-        token per piece, but merges a few when it holds text back for a stop string).
+        llama-cpp-python streams no usage, so it is counted here: prompt tokens with
+        `count_prompt_tokens`, completion tokens as the number of streamed pieces (llama.cpp
+        streams one token per piece, but merges a few when it holds text back for a stop
+        string). The lock is held until the stream ends or is closed.
         """
         llm = self._load()
         pieces = 0
         finish_reason = None
+        text: list[str] = []
         try:
-            for event in llm.create_chat_completion(
-                **self._request(messages, max_tokens, temperature), stream=True
-            ):
-                choice = event["choices"][0]
-                finish_reason = choice.get("finish_reason") or finish_reason
-                delta = choice["delta"].get("content")
-                if delta:
-                    pieces += 1
-                    yield StreamChunk(delta=delta)
+            with self._generate_lock:
+                for event in llm.create_chat_completion(**self._arguments(request), stream=True):
+                    choice = event["choices"][0]
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                    delta = choice["delta"].get("content")
+                    if delta:
+                        pieces += 1
+                        text.append(delta)
+                        yield StreamChunk(delta=delta)
         except (ValueError, RuntimeError) as exc:
-            raise self._error(exc) from exc
-        usage = Usage(prompt_tokens=self._count_prompt(messages), completion_tokens=pieces)
+            raise self._error(exc, partial_text="".join(text)) from exc
+        usage = Usage(prompt_tokens=self.count_prompt_tokens(request), completion_tokens=pieces)
         yield StreamChunk(usage=usage, finish_reason=finish_reason)
 
+    def count_prompt_tokens(self, request: ChatRequest) -> int:
+        """Prompt tokens exactly as the chat handler builds them: the GGUF chat template
+        rendered and tokenized as llama.cpp does; without a template, the bare texts.
+        (Tokenizing reads only the vocabulary, so it needs no generation lock.)"""
+        llm = self._load()
+        if self._template is None:
+            text = "\n".join(m.content for m in request.messages)
+        else:
+            text = self._template(messages=_dicts(request.messages)).prompt
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
     def close(self) -> None:
-        with self._load_lock:
+        with self._load_lock, self._generate_lock:
             if self._llm is not None:
                 self._llm.close()
             self._llm = None
@@ -144,12 +159,15 @@ class LlamaCppProvider(LLMProvider):
                 f"{self.name}: llama-cpp-python is not installed "
                 "(pip install 'ragline[llamacpp]')",
                 provider=self.name,
+                kind="server",
             ) from exc
         try:
             llm = Llama(model_path=str(self.model_path), verbose=False, **self._settings)
         except (ValueError, RuntimeError) as exc:
             raise ProviderError(
-                f"{self.name}: could not load {self.model_path}: {exc}", provider=self.name
+                f"{self.name}: could not load {self.model_path}: {exc}",
+                provider=self.name,
+                kind="server",
             ) from exc
         template = llm.metadata.get("tokenizer.chat_template")
         if template:
@@ -160,19 +178,19 @@ class LlamaCppProvider(LLMProvider):
             )
         return llm
 
-    def _count_prompt(self, messages: list[ChatMessage]) -> int:
-        """Prompt tokens as the chat handler builds them; without a template, the bare texts."""
-        if self._template is None:
-            text = "\n".join(m.content for m in messages)
-        else:
-            text = self._template(messages=_dicts(messages)).prompt
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-
-    def _error(self, exc: Exception) -> ProviderError:
+    def _error(self, exc: Exception, partial_text: str = "") -> ProviderError:
+        """llama.cpp's "Requested tokens (n) exceed context window of m" is a context-length
+        error (a larger model may take it); anything else is a fault of the local server."""
         message = str(exc)
-        if "context window" in message:
+        context = "context window" in message
+        if context:
             message += "; shorten the prompt or raise n_ctx"
-        return ProviderError(f"{self.name}: {message}", provider=self.name)
+        return ProviderError(
+            f"{self.name}: {message}",
+            provider=self.name,
+            kind="context_length" if context else "server",
+            partial_text=partial_text,
+        )
 
 
 def _dicts(messages: list[ChatMessage]) -> list[dict[str, str]]:

@@ -1,0 +1,113 @@
+"""Output helpers shared by the CLI's command groups."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+import ragline
+from ragline.models import Answer
+
+out = Console()
+err = Console(stderr=True)
+
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """`--json` output: one JSON object on stdout and nothing else."""
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+StoreOption = Annotated[
+    Path | None, typer.Option("--store", help="Store directory (default: .ragline or ragline.toml's store.path).")
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Config file (default: ./ragline.toml if present).")
+]
+RecordOption = Annotated[
+    Path | None, typer.Option("--record", dir_okay=False, help="Write every model call to this cassette (JSON Lines).")
+]
+ReplayOption = Annotated[
+    Path | None,
+    typer.Option("--replay", exists=True, dir_okay=False, help="Answer from this cassette, offline; a request not in it fails."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
+
+
+@contextmanager
+def opened(store: Path | None, config: Path | None, **overrides: Any):
+    """Open the store, turning setup errors into a clear message and exit code 1."""
+    try:
+        rag = ragline.open(store, config_file=config, **overrides)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    try:
+        yield rag
+    except (ValueError, RuntimeError) as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    finally:
+        rag.close()
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    return {
+        "answer": answer.text,
+        "citations": [
+            {"n": c.n, "document_id": c.document_id, "chunk_id": c.chunk_id, "text": c.text}
+            for c in answer.citations
+        ],
+        "model": answer.model,
+        "usage": {**answer.usage.model_dump(), "total_tokens": answer.usage.total_tokens},
+        "cost_usd": answer.cost_usd,
+        "trace_id": answer.trace_id,
+        "provider": answer.provider,
+        "cached": answer.cached,
+        "attempts": [a.model_dump() for a in answer.attempts],
+        "prompt_version": answer.prompt_version,
+    }
+
+
+def print_sources(answer: Answer) -> None:
+    cited = {c.n for c in answer.citations}
+    out.print()
+    if not cited:
+        out.print("[bold]Sources[/] (the answer cites none of them)")
+    elif answer.citations_attributed:
+        out.print("[bold]Citations[/] (the model wrote no \\[n] markers: matched by word overlap)")
+    else:
+        out.print("[bold]Citations[/]")
+    for source in answer.sources:
+        if cited and source.n not in cited:
+            continue
+        page = source.metadata.get("page_number")
+        where = f"{source.document_id}" + (f", page {page}" if page else "")
+        snippet = " ".join(source.text.split())[:160]
+        out.print(f"  [{source.n}] [cyan]{escape(where)}[/]: {escape(snippet)}")
+    usage = answer.usage
+    via = f" via {answer.provider}" if answer.provider else ""
+    cached = " · cached" if answer.cached else ""
+    out.print(
+        f"[dim]model {escape(answer.model)}{escape(via)}{cached} · {usage.prompt_tokens}+{usage.completion_tokens}"
+        f" tokens · ${answer.cost_usd:.4f} · trace {answer.trace_id}[/]"
+    )
+    for attempt in answer.attempts:
+        if attempt.outcome != "ok":
+            out.print(f"[dim]  {attempt.outcome}: {escape(attempt.provider)} ({attempt.error_kind})[/]")
+
+
+def replay_overrides(record: Path | None, replay: Path | None) -> dict[str, Any]:
+    """Config overrides for `--record` / `--replay` (none when neither is given)."""
+    if record and replay:
+        raise typer.BadParameter("--record and --replay exclude each other")
+    settings = {"record": str(record) if record else None, "replay": str(replay) if replay else None}
+    return {"replay": settings} if record or replay else {}

@@ -1,0 +1,124 @@
+"""`ragline prompts`: list, show, diff and label the versioned prompts of a prompts folder.
+
+Like the main command, `--json` prints exactly one JSON object on stdout; errors go to stderr
+with exit code 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ragline.cli_output import emit_json as _emit_json
+from ragline.pipelines.prompts import Prompt, PromptError, PromptRegistry
+from ragline.pipelines.prompts import diff as diff_prompts
+
+prompts_app = typer.Typer(
+    help="Versioned prompt templates: NAME, NAME@label or NAME@hash.", no_args_is_help=True, add_completion=False
+)
+out = Console()
+err = Console(stderr=True)
+
+DirOption = Annotated[Path, typer.Option("--dir", help="Prompts folder (templates + manifest.json).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
+
+
+@contextmanager
+def _registry(folder: Path) -> Iterator[PromptRegistry]:
+    """The folder's registry, turning prompt errors into a clear message and exit code 1."""
+    try:
+        yield PromptRegistry(folder)
+    except PromptError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
+def _prompt_json(prompt: Prompt) -> dict[str, Any]:
+    return {
+        "name": prompt.name, "version": prompt.version, "hash": prompt.hash, "description": prompt.description,
+        "variables": list(prompt.variables), "roles": list(prompt.roles),
+    }  # fmt: skip
+
+
+@prompts_app.command("list")
+def list_prompts(folder: DirOption = Path("prompts"), as_json: JsonOption = False) -> None:
+    """Each prompt with its current version, labels and stored versions."""
+    with _registry(folder) as registry:
+        rows = []
+        for name in registry.names():
+            current = registry.current(name)
+            rows.append({
+                "name": name,
+                "version": current.version if current else None,
+                "description": current.description if current else "",
+                "labels": registry.labels(name),
+                "versions": [f"{name}@{h}" for h in registry.versions(name)],
+            })  # fmt: skip
+    if as_json:
+        _emit_json({"prompts": rows})
+        return
+    table = Table("prompt", "current version", "labels", "description")
+    for row in rows:
+        labels = ", ".join(f"{label} → {version.partition('@')[2]}" for label, version in row["labels"].items())
+        table.add_row(row["name"], row["version"] or "[dim](no file)[/]", escape(labels), escape(row["description"]))
+    out.print(table if rows else f"no prompts in {escape(str(folder))}")
+
+
+@prompts_app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@label or NAME@hash-prefix.")],
+    folder: DirOption = Path("prompts"),
+    as_json: JsonOption = False,
+) -> None:
+    """A prompt version's template source on stdout (its version and labels on stderr)."""
+    with _registry(folder) as registry:
+        prompt = registry.get(ref)
+        labels = [label for label, version in registry.labels(prompt.name).items() if version == prompt.version]
+    if as_json:
+        _emit_json({**_prompt_json(prompt), "labels": labels, "source": prompt.source})
+        return
+    err.print(f"[bold]{prompt.version}[/]" + (f"  ({escape(', '.join(labels))})" if labels else ""))
+    out.print(prompt.source, end="", markup=False, highlight=False, soft_wrap=True)
+
+
+@prompts_app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="The old version: NAME@label or NAME@hash-prefix.")],
+    b: Annotated[str | None, typer.Argument(help="The new version (default: NAME's current file).")] = None,
+    folder: DirOption = Path("prompts"),
+    as_json: JsonOption = False,
+) -> None:
+    """Unified diff between two versions of a prompt."""
+    with _registry(folder) as registry:
+        old = registry.get(a)
+        new = registry.get(b or old.name)
+    text = diff_prompts(old, new)
+    if as_json:
+        _emit_json({"from": old.version, "to": new.version, "diff": text})
+        return
+    out.print(text or f"{old.version} and {new.version} are identical", end="" if text else "\n",
+              markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+
+
+@prompts_app.command()
+def label(
+    ref: Annotated[str, typer.Argument(help="The version to label: NAME, NAME@label or NAME@hash-prefix.")],
+    label_name: Annotated[str, typer.Argument(metavar="LABEL", help="The label, e.g. production or staging.")],
+    folder: DirOption = Path("prompts"),
+    as_json: JsonOption = False,
+) -> None:
+    """Point a label at a prompt version (written to the folder's manifest.json)."""
+    with _registry(folder) as registry:
+        prompt, previous = registry.label(ref, label_name)
+    if as_json:
+        _emit_json({"name": prompt.name, "label": label_name, "version": prompt.version, "previous": previous})
+        return
+    moved = f" (was {previous})" if previous and previous != prompt.version else ""
+    out.print(f"{prompt.name}@{escape(label_name)} → {prompt.version}{moved}")

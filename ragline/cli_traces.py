@@ -1,0 +1,109 @@
+"""`ragline traces`: read back the traces a store recorded (list, show as a tree, export).
+
+`--json` prints exactly one JSON object on stdout, like the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ragline.cli_output import emit_json
+from ragline.tracing.render import trace_html, trace_tree
+from ragline.tracing.store import SpanNode, Trace, TraceNotFound, TraceStore
+
+traces_app = typer.Typer(help="Recorded query traces: list, show as a tree, export as HTML.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+StoreOption = Annotated[Path, typer.Option("--store", help="Store directory holding traces.sqlite.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
+TraceId = Annotated[str, typer.Argument(help="Trace id, or a unique prefix of one.")]
+
+
+def _store(store: Path) -> TraceStore:
+    try:
+        return TraceStore.in_store(store)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+
+
+def _load(store: Path, trace_id: str) -> Trace:
+    reader = _store(store)
+    try:
+        return reader.load(trace_id)
+    except TraceNotFound as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+    finally:
+        reader.close()
+
+
+def _node_json(node: SpanNode) -> dict[str, Any]:
+    data = node.model_dump(mode="json", exclude={"children"})
+    data["duration_ms"] = node.duration_ms
+    data["children"] = [_node_json(child) for child in node.children]
+    return data
+
+
+def trace_json(trace: Trace) -> dict[str, Any]:
+    return {"summary": trace.summary.model_dump(mode="json"), "spans": [_node_json(root) for root in trace.roots]}
+
+
+@traces_app.command("list")
+def list_traces(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many traces, newest first.")] = 20,
+    store: StoreOption = Path(".ragline"),
+    as_json: JsonOption = False,
+) -> None:
+    """Recent traces with duration, tokens, cost and whether anything failed."""
+    reader = _store(store)
+    try:
+        summaries = reader.list_traces(limit)
+    finally:
+        reader.close()
+    if as_json:
+        emit_json({"traces": [s.model_dump(mode="json") for s in summaries]})
+        return
+    table = Table("trace id", "root", "start (UTC)", "duration", "tokens", "cost $", "status")
+    for s in summaries:
+        table.add_row(
+            s.trace_id, escape(s.root_name), f"{s.start:%Y-%m-%d %H:%M:%S}", f"{s.duration_ms:.1f} ms",
+            str(s.total_tokens), f"{s.cost_usd:.6f}", "[red]error[/]" if s.error else "ok",
+        )  # fmt: skip
+    out.print(table)
+
+
+@traces_app.command()
+def show(trace_id: TraceId, store: StoreOption = Path(".ragline"), as_json: JsonOption = False) -> None:
+    """One trace as a tree of spans with timings, tokens and cost."""
+    trace = _load(store, trace_id)
+    if as_json:
+        emit_json(trace_json(trace))
+        return
+    out.print(trace_tree(trace))
+
+
+@traces_app.command()
+def export(
+    trace_id: TraceId,
+    html: Annotated[bool, typer.Option("--html/--json", help="A standalone HTML waterfall page, or the JSON of `show --json`.")] = True,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; '-' for stdout (default: trace-ID.html/.json).")] = None,
+    store: StoreOption = Path(".ragline"),
+) -> None:
+    """Write one trace to a file: an HTML waterfall to open in a browser, or JSON."""
+    trace = _load(store, trace_id)
+    body = trace_html(trace) if html else json.dumps(trace_json(trace), indent=2)
+    if output == Path("-"):
+        print(body)
+        return
+    output = output or Path(f"trace-{trace.summary.trace_id}.{'html' if html else 'json'}")
+    output.write_text(body, encoding="utf-8")
+    err.print(f"wrote {escape(str(output))}")

@@ -1,0 +1,106 @@
+"""A query pipeline: a name and the list of steps it runs, loadable from YAML, TOML or JSON.
+
+    name: guarded
+    steps:
+      - kind: rewrite
+        strategy: multi_query
+      - kind: parallel
+        branches:
+          - [{kind: retrieve, mode: dense}]
+          - [{kind: retrieve, mode: sparse}]
+      - kind: branch
+        when: {kind: no_hits}
+        then: [{kind: respond, text: "Nothing in the documents answers this."}]
+      - kind: rerank
+      - kind: synthesize
+
+`Pipeline.from_dict(p.to_dict()) == p` for every pipeline, and a file written by `dump`
+loads back identical. Runs go through `Rag.run_pipeline` (sync) or `Rag.arun_pipeline`.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ragline.pipelines.steps import Rerank, Retrieve, StepSpec, Synthesize
+
+SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+
+
+class PipelineError(ValueError):
+    """A pipeline file is missing or invalid; the message names the file and the field."""
+
+
+class Pipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    steps: list[StepSpec] = Field(min_length=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only what differs from the defaults: the file a person would write."""
+        data: dict[str, Any] = {"name": self.name}
+        if self.description:
+            data["description"] = self.description
+        return data | {"steps": [step.to_dict() for step in self.steps]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "pipeline") -> Pipeline:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise PipelineError(f"invalid pipeline in {where}: {problems}") from None
+
+    def dump(self, path: Path) -> None:
+        data = self.to_dict()
+        if path.suffix == ".json":
+            path.write_text(json.dumps(data, indent=2) + "\n")
+        elif path.suffix in (".yaml", ".yml"):
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+        else:
+            raise PipelineError(f"cannot write {path}: pipelines are written as .yaml or .json")
+
+
+def default_pipeline(rerank: bool) -> Pipeline:
+    """What `Rag.query` does, as a pipeline: retrieve, rerank when configured, synthesize."""
+    steps: list[Any] = [Retrieve(), Rerank()] if rerank else [Retrieve()]
+    return Pipeline(name="default", description="Retrieve, rerank, answer with citations.", steps=[*steps, Synthesize()])
+
+
+def load_pipeline(path: Path) -> Pipeline:
+    if not path.is_file():
+        raise PipelineError(f"pipeline file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise PipelineError(f"cannot read pipeline file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"pipeline file {path} must hold a mapping with `name` and `steps`")
+    data.setdefault("name", path.stem)
+    return Pipeline.from_dict(data, where=str(path))
+
+
+def find_pipeline(name: str, folder: Path, *, rerank: bool) -> Pipeline:
+    """`name` from `folder` (NAME.yaml/.yml/.toml/.json); "default" is built in."""
+    for suffix in SUFFIXES:
+        candidate = folder / f"{name}{suffix}"
+        if candidate.is_file():
+            return load_pipeline(candidate)
+    if name == "default":
+        return default_pipeline(rerank)
+    known = sorted({p.stem for s in SUFFIXES for p in folder.glob(f"*{s}")}) if folder.is_dir() else []
+    raise PipelineError(f"no pipeline {name!r} in {folder} (known: {', '.join(known) or 'none'}; built in: default)")

@@ -1,0 +1,202 @@
+"""Cost ceilings per query, per run and per day that no sequence of calls can overrun.
+
+Before a call, its worst-case cost (whole prompt + max_tokens at the model's price) is
+reserved against every ceiling at once; afterwards the reservation is settled to what the
+call was charged. Calls in flight count at their worst case, so concurrent calls, retries,
+fallbacks and every LLM step of a pipeline share the same ceilings and cannot jointly pass
+them. The day's spend lives in SQLite (shared by every process using the store directory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
+
+
+class BudgetLimits(BaseModel):
+    per_query_usd: float | None = Field(None, gt=0, description="Ceiling for all LLM calls of one query.")
+    per_run_usd: float | None = Field(None, gt=0, description="Ceiling for one process (a CLI call, an eval run).")
+    per_day_usd: float | None = Field(None, gt=0, description="Ceiling per UTC day, across processes (persisted).")
+
+
+class BudgetExceeded(RuntimeError):
+    """A call was refused because its worst-case cost could pass a ceiling."""
+
+    def __init__(self, scope: str, limit: float, spent: float, reserved: float, needed: float):
+        self.scope, self.limit, self.spent, self.reserved, self.needed = scope, limit, spent, reserved, needed
+        super().__init__(
+            f"per-{scope} budget of ${limit:.6f} could be exceeded: ${spent:.6f} spent, "
+            f"${reserved:.6f} held by calls in flight, and this call may cost up to ${needed:.6f}. "
+            f"Raise [budget] per_{scope}_usd, or lower llm.max_tokens / the prompt size."
+        )
+
+
+@dataclass
+class Tally:
+    spent: float = 0.0
+    reserved: float = 0.0
+
+    def check(self, scope: str, limit: float | None, amount: float) -> None:
+        if limit is not None and self.spent + self.reserved + amount > limit:
+            raise BudgetExceeded(scope, limit, self.spent, self.reserved, amount)
+
+
+@dataclass
+class Reservation:
+    amount: float
+    query: Tally
+    day_row: int | None = None
+    settled: bool = field(default=False)
+
+
+class Budget:
+    """Ceilings for one run (this object's lifetime); `query()` scopes per-query spend."""
+
+    def __init__(
+        self,
+        limits: BudgetLimits | None = None,
+        *,
+        day_path: Path | None = None,
+        today: Callable[[], str] = lambda: datetime.now(UTC).date().isoformat(),
+    ):
+        self.limits = limits or BudgetLimits()
+        self.run = Tally()
+        self._lock = threading.Lock()
+        self._query: ContextVar[Tally | None] = ContextVar(f"ragline_query_budget_{id(self)}", default=None)
+        self._days = _DayLedger(day_path, today) if self.limits.per_day_usd and day_path else None
+        if self.limits.per_day_usd and not day_path:
+            raise ValueError("a per-day budget needs a place to persist the day's spend (day_path)")
+
+    @contextmanager
+    def query(self) -> Iterator[Tally]:
+        """Every call inside shares one per-query ceiling (also across async tasks it spawns)."""
+        tally = Tally()
+        token = self._query.set(tally)
+        try:
+            yield tally
+        finally:
+            self._query.reset(token)
+
+    def reserve(self, amount: float) -> Reservation:
+        """Hold `amount` against every ceiling, or raise BudgetExceeded and hold nothing."""
+        query = self._query.get() or Tally()  # outside a query scope, each call is its own query
+        with self._lock:
+            query.check("query", self.limits.per_query_usd, amount)
+            self.run.check("run", self.limits.per_run_usd, amount)
+            day_row = self._days.reserve(amount, self.limits.per_day_usd) if self._days else None
+            query.reserved += amount
+            self.run.reserved += amount
+        return Reservation(amount, query, day_row)
+
+    def settle(self, reservation: Reservation, charged: float) -> None:
+        """Replace the held amount by what the call was charged (once; later calls are no-ops)."""
+        if reservation.settled:
+            return
+        if charged > reservation.amount + 1e-12:
+            log.warning("a call was charged $%.6f, above its reserved worst case $%.6f", charged, reservation.amount)
+        with self._lock:
+            reservation.settled = True
+            for tally in (reservation.query, self.run):
+                tally.reserved -= reservation.amount
+                tally.spent += charged
+            if self._days and reservation.day_row is not None:
+                self._days.settle(reservation.day_row, charged)
+
+    def spent_today(self) -> float:
+        return self._days.spent() if self._days else 0.0
+
+    def close(self) -> None:
+        if self._days:
+            self._days.close()
+
+
+class _DayLedger:
+    """Per-day spend and in-flight reservations in SQLite. Reservations of processes that
+    died are dropped, so a crash cannot block the budget forever."""
+
+    def __init__(self, path: Path, today: Callable[[], str]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._today = today
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.executescript(
+            """
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE IF NOT EXISTS day_spend (day TEXT PRIMARY KEY, spent REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS day_reservations (
+                id INTEGER PRIMARY KEY, day TEXT NOT NULL, amount REAL NOT NULL, pid INTEGER NOT NULL);
+            """
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")  # one writer at a time across processes
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def reserve(self, amount: float, limit: float | None) -> int:
+        day = self._today()
+        with self._transaction() as db:
+            self._drop_dead(db)
+            spent = self._spent(db, day)
+            (reserved,) = db.execute(
+                "SELECT COALESCE(SUM(amount), 0) FROM day_reservations WHERE day = ?", (day,)
+            ).fetchone()
+            Tally(spent, reserved).check("day", limit, amount)
+            cursor = db.execute(
+                "INSERT INTO day_reservations (day, amount, pid) VALUES (?, ?, ?)", (day, amount, os.getpid())
+            )
+            return int(cursor.lastrowid)
+
+    def settle(self, row: int, charged: float) -> None:
+        with self._transaction() as db:
+            found = db.execute("SELECT day FROM day_reservations WHERE id = ?", (row,)).fetchone()
+            day = found[0] if found else self._today()
+            db.execute("DELETE FROM day_reservations WHERE id = ?", (row,))
+            db.execute(
+                "INSERT INTO day_spend (day, spent) VALUES (?, ?) "
+                "ON CONFLICT(day) DO UPDATE SET spent = spent + excluded.spent",
+                (day, charged),
+            )
+
+    def spent(self) -> float:
+        return self._spent(self._db, self._today())
+
+    @staticmethod
+    def _spent(db: sqlite3.Connection, day: str) -> float:
+        row = db.execute("SELECT spent FROM day_spend WHERE day = ?", (day,)).fetchone()
+        return row[0] if row else 0.0
+
+    @staticmethod
+    def _drop_dead(db: sqlite3.Connection) -> None:
+        for (pid,) in db.execute("SELECT DISTINCT pid FROM day_reservations").fetchall():
+            if pid != os.getpid() and not _alive(pid):
+                db.execute("DELETE FROM day_reservations WHERE pid = ?", (pid,))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,184 @@
+"""An exact-match response cache: the same request to the same provider stack is paid once.
+
+The key is a sha256 over the stack's identity (providers and models, never credentials), the
+generation parameters, the rendered messages and the prompt version (`ChatRequest.key`). Only
+complete answers are stored: a failed or interrupted stream leaves nothing behind. A hit costs
+nothing and is marked `cached=True` with no attempts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+from ragline.models import Usage
+from ragline.pipelines.providers.base import (
+    ChatRequest,
+    Completion,
+    LLMProvider,
+    StreamChunk,
+)
+from ragline.pipelines.reliability.wrapper import WrapperProvider
+
+REDIS_PREFIX = "ragline:llm-cache:"
+
+
+class ResponseCache(ABC):
+    """Stored completions by key, each with a time to live."""
+
+    @abstractmethod
+    def get(self, key: str) -> Completion | None: ...
+
+    @abstractmethod
+    def put(self, key: str, completion: Completion, ttl: float | None) -> None: ...
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+class SqliteResponseCache(ResponseCache):
+    """The embedded default: one SQLite file in the store directory."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.executescript(
+            """
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE IF NOT EXISTS responses (
+                key TEXT PRIMARY KEY, completion TEXT NOT NULL, expires_at REAL);
+            """
+        )
+
+    def get(self, key: str) -> Completion | None:
+        with self._lock:
+            row = self._db.execute("SELECT completion, expires_at FROM responses WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            if row[1] is not None and row[1] <= self._clock():
+                self._db.execute("DELETE FROM responses WHERE key = ?", (key,))
+                return None
+        return Completion.model_validate_json(row[0])
+
+    def put(self, key: str, completion: Completion, ttl: float | None) -> None:
+        expires_at = self._clock() + ttl if ttl else None
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses (key, completion, expires_at) VALUES (?, ?, ?)",
+                (key, completion.model_dump_json(), expires_at),
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class RedisResponseCache(ResponseCache):
+    """A cache shared by many processes and machines; Redis expires entries itself."""
+
+    def __init__(self, url: str):
+        try:
+            import redis
+        except ImportError as exc:
+            raise RuntimeError("the Redis cache needs the redis package: pip install 'ragline[redis]'") from exc
+        self._client = redis.Redis.from_url(url)
+
+    def get(self, key: str) -> Completion | None:
+        raw = self._client.get(REDIS_PREFIX + key)
+        return Completion.model_validate_json(raw) if raw else None
+
+    def put(self, key: str, completion: Completion, ttl: float | None) -> None:
+        self._client.set(REDIS_PREFIX + key, completion.model_dump_json(), px=int(ttl * 1000) if ttl else None)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class CachedProvider(WrapperProvider):
+    def __init__(self, wrapped: LLMProvider, cache: ResponseCache, *, ttl: float | None = None):
+        super().__init__(wrapped)
+        self.cache = cache
+        self.ttl = ttl
+
+    def _key(self, request: ChatRequest) -> str:
+        return request.key(model=self.identity)
+
+    def _store(self, request: ChatRequest, completion: Completion) -> None:
+        self.cache.put(self._key(request), completion.model_copy(update={"attempts": [], "cost_usd": 0.0}), self.ttl)
+
+    def _hit(self, request: ChatRequest) -> Completion | None:
+        found = self.cache.get(self._key(request))
+        return found.model_copy(update={"cached": True, "cost_usd": 0.0, "attempts": []}) if found else None
+
+    def complete(self, request: ChatRequest, *, timeout: float | None = None) -> Completion:
+        if (hit := self._hit(request)) is not None:
+            return hit
+        completion = self.wrapped.complete(request, timeout=timeout)
+        self._store(request, completion)
+        return completion
+
+    async def acomplete(self, request: ChatRequest, *, timeout: float | None = None) -> Completion:
+        if (hit := self._hit(request)) is not None:
+            return hit
+        completion = await self.wrapped.acomplete(request, timeout=timeout)
+        self._store(request, completion)
+        return completion
+
+    def stream(self, request: ChatRequest, *, timeout: float | None = None) -> Iterator[StreamChunk]:
+        if (hit := self._hit(request)) is not None:
+            yield from _replay(hit)
+            return
+        recorder = _StreamRecorder()
+        for chunk in self.wrapped.stream(request, timeout=timeout):
+            yield recorder.take(chunk)
+        self._store(request, recorder.completion(self.wrapped.model))
+
+    async def astream(self, request: ChatRequest, *, timeout: float | None = None) -> AsyncIterator[StreamChunk]:
+        if (hit := self._hit(request)) is not None:
+            for chunk in _replay(hit):
+                yield chunk
+            return
+        recorder = _StreamRecorder()
+        async for chunk in self.wrapped.astream(request, timeout=timeout):
+            yield recorder.take(chunk)
+        self._store(request, recorder.completion(self.wrapped.model))
+
+    def close(self) -> None:
+        self.cache.close()
+        super().close()
+
+
+def _replay(hit: Completion) -> Iterator[StreamChunk]:
+    if hit.text:
+        yield StreamChunk(delta=hit.text)
+    yield StreamChunk(
+        usage=hit.usage, finish_reason=hit.finish_reason, model=hit.model, provider=hit.provider,
+        cost_usd=0.0, cached=True,
+    )  # fmt: skip
+
+
+class _StreamRecorder:
+    """Collects a stream into the Completion it amounts to."""
+
+    def __init__(self):
+        self.pieces: list[str] = []
+        self.final = StreamChunk()
+
+    def take(self, chunk: StreamChunk) -> StreamChunk:
+        if chunk.delta:
+            self.pieces.append(chunk.delta)
+        else:
+            self.final = chunk
+        return chunk
+
+    def completion(self, model: str) -> Completion:
+        final = self.final
+        return Completion(
+            text="".join(self.pieces), model=final.model or model, usage=final.usage or Usage(),
+            finish_reason=final.finish_reason, provider=final.provider,
+        )  # fmt: skip

@@ -1,0 +1,116 @@
+"""The `[tracing]` settings and the tracer provider they build.
+
+Each `Tracing` owns its own `TracerProvider` instead of the process-global one, so two
+stores opened in one process keep separate trace files and a host application's global
+OpenTelemetry set-up is left alone. Parenting still works across them: the current span
+lives in the shared OpenTelemetry context, not in a provider.
+
+The SQLite store is written synchronously when a span ends (a local insert of a few rows):
+once `rag.query` returns, its trace is readable by `ragline traces show`. OTLP goes
+through a batch processor, off the request path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from pydantic import BaseModel, Field
+
+from ragline.pipelines.providers.base import LLMProvider
+from ragline.pipelines.reliability.tracing import TracedProvider
+from ragline.tracing.redact import RedactingExporter
+from ragline.tracing.store import TRACES_FILE, SqliteSpanExporter
+
+
+class TracingConfig(BaseModel):
+    """`[tracing]`: where spans go and what they may contain."""
+
+    enabled: bool = Field(True, description="Record a trace for every query.")
+    store: bool = Field(True, description=f"Keep traces in {TRACES_FILE} in the store directory (`ragline traces`).")
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318 (/v1/traces is added when no path is given)."
+    )
+    otlp_headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers for the OTLP exporter.")
+    otlp_timeout: float = Field(10.0, gt=0, description="Seconds per OTLP export request.")
+    capture_content: bool = Field(
+        False, description="Record prompt, completion and question text in spans (secrets are masked either way)."
+    )
+    service_name: str = Field("ragline", description="The `service.name` resource attribute.")
+
+
+def otlp_traces_url(endpoint: str) -> str:
+    """A base URL gets the standard traces path; a URL with a path is used as given."""
+    return endpoint.rstrip("/") + "/v1/traces" if urlsplit(endpoint).path in ("", "/") else endpoint
+
+
+def _otlp_exporter(config: TracingConfig) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(
+        endpoint=otlp_traces_url(config.otlp_endpoint or ""), headers=config.otlp_headers, timeout=config.otlp_timeout
+    )
+
+
+class Tracing:
+    """The tracer of one store, and the spans ragline opens with it."""
+
+    def __init__(self, tracer: trace.Tracer, provider: TracerProvider | None, *, capture_content: bool = False):
+        self.tracer = tracer
+        self.provider = provider
+        self.capture_content = capture_content
+
+    @contextmanager
+    def span(
+        self, name: str, attributes: Mapping[str, Any] | None = None, *, content: Mapping[str, Any] | None = None
+    ) -> Iterator[trace.Span]:
+        """A span around one step, current while it runs; an exception marks it ERROR.
+        `content` (question text, rewritten queries) is recorded only with capture_content."""
+        merged = dict(attributes or {})
+        if self.capture_content and content:
+            merged.update(content)
+        with self.tracer.start_as_current_span(name, attributes=merged) as span:
+            yield span
+
+    def wrap(self, provider: LLMProvider) -> TracedProvider:
+        """`provider` with a chat span per call; wrap the outermost layer (cache included)."""
+        return TracedProvider(provider, tracer=self.tracer, capture_content=self.capture_content)
+
+    def force_flush(self) -> None:
+        if self.provider is not None:
+            self.provider.force_flush()
+
+    def shutdown(self) -> None:
+        """Flush and close every exporter; call once, when the store closes."""
+        if self.provider is not None:
+            self.provider.shutdown()
+
+
+def setup_tracing(
+    config: TracingConfig | None = None, store_dir: Path | None = None, *, exporters: Sequence[SpanExporter] = ()
+) -> Tracing:
+    """Build tracing for a store: SQLite in `store_dir` and/or OTLP per `config`, plus any
+    extra `exporters` (all see redacted spans only). Disabled: a no-op tracer, same API."""
+    config = config or TracingConfig()
+    if not config.enabled:
+        return Tracing(trace.NoOpTracer(), None)
+    provider = TracerProvider(resource=Resource.create({"service.name": config.service_name}))
+    if config.store and store_dir is not None:
+        store = SqliteSpanExporter(Path(store_dir) / TRACES_FILE)
+        provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(store)))
+    if config.otlp_endpoint:
+        provider.add_span_processor(BatchSpanProcessor(RedactingExporter(_otlp_exporter(config))))
+    for exporter in exporters:
+        provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(exporter)))
+    return Tracing(provider.get_tracer("ragline"), provider, capture_content=config.capture_content)
