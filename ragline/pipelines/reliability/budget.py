@@ -115,7 +115,8 @@ class Budget:
                 self._days.settle(reservation.day_row, charged)
 
     def spent_today(self) -> float:
-        return self._days.spent() if self._days else 0.0
+        with self._lock:  # the SQLite connection is shared with reserve/settle
+            return self._days.spent() if self._days else 0.0
 
     def close(self) -> None:
         if self._days:
