@@ -4,9 +4,11 @@ against baselines measured in the same run, plus recall@10 of an HNSW index agai
     python benchmarks/retrieval_latency.py --store STORE_DIR --queries queries.jsonl [--limit 200]
 
 STORE_DIR is an existing ragline store (e.g. the one `ragline eval retrieval` built). Baselines:
-the same query embedding plus a brute-force numpy cosine scan over every stored vector, and
-LlamaIndex's dense path (VectorStoreIndex retriever over the same vectors, same embedding
-model) when llama-index-core is installed. Every variant runs once per query in turn, so load
+sentence-transformers' `encode` of the query (one torch thread) plus a brute-force numpy cosine
+scan over every stored vector, and LlamaIndex's dense path (VectorStoreIndex retriever over the
+same vectors, query embedded by sentence-transformers) when llama-index-core is installed.
+ragline embeds queries through onnxruntime (`embedding.query_backend`), so both
+query-embedding paths are timed too. Every variant runs once per query in turn, so load
 from other processes hits them alike: compare ratios, not absolute numbers.
 
 HNSW: `optimize()` only indexes segments above `store.hnsw_threshold` points (20k by default,
@@ -44,8 +46,9 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
 
 
-def _llamaindex_retriever(rag, points, matrix, top_k: int) -> Callable[[str], list[str]] | None:
-    """LlamaIndex's default dense path: VectorStoreIndex (in-memory store) + retriever."""
+def _llamaindex_retriever(rag, embed, points, matrix, top_k: int) -> Callable[[str], list[str]] | None:
+    """LlamaIndex's default dense path: VectorStoreIndex (in-memory store) + retriever, its
+    query embedded by sentence-transformers as LlamaIndex's HuggingFaceEmbedding does."""
     try:
         from llama_index.core import VectorStoreIndex
         from llama_index.core.embeddings import BaseEmbedding
@@ -56,7 +59,7 @@ def _llamaindex_retriever(rag, points, matrix, top_k: int) -> Callable[[str], li
 
     class SentenceTransformersEmbedding(BaseEmbedding):
         def _get_query_embedding(self, query: str) -> list[float]:
-            return embedder.embed_query(query)
+            return embed(query)
 
         def _get_text_embedding(self, text: str) -> list[float]:
             return embedder.embed([text])[0]
@@ -104,25 +107,27 @@ def main() -> None:
         cache.close()
         matrix = np.asarray([cached[p.payload["content_hash"]] for p in points], dtype=np.float32)
         hnsw, indexed = _hnsw_store(Path(tmp), points, matrix, args.hnsw_threshold)
-        llamaindex = _llamaindex_retriever(rag, points, matrix, k)
         console.print(f"{len(points)} points, {len(queries)} queries, torch threads {torch.get_num_threads()}, "
                       f"HNSW copy (threshold {args.hnsw_threshold}): {indexed} vectors indexed (dense + sparse)")
         threads = torch.get_num_threads()
 
         def embed_one_thread(query: str) -> list[float]:
+            """sentence-transformers' encode, as plain code and LlamaIndex embed a query."""
             torch.set_num_threads(1)
             try:
-                return rag.embedder.embed_query(query)
+                return rag.embedder.embed([query])[0]
             finally:
                 torch.set_num_threads(threads)
+
+        llamaindex = _llamaindex_retriever(rag, embed_one_thread, points, matrix, k)
 
         def exact(vector: np.ndarray) -> list[str]:
             return [ids[i] for i in np.argsort(-(matrix @ vector))[:k]]
 
         variants: dict[str, Callable[[str], object]] = {
-            "baseline: embed + numpy exact scan": lambda q: exact(np.asarray(rag.embedder.embed_query(q), np.float32)),
-            "query embedding only": rag.embedder.embed_query,
-            "query embedding only, torch 1 thread": embed_one_thread,
+            "baseline: s-t embed + numpy exact scan": lambda q: exact(np.asarray(embed_one_thread(q), np.float32)),
+            "query embedding only (ragline, onnxruntime)": rag.embedder.embed_query,
+            "query embedding only (sentence-transformers, 1 torch thread)": embed_one_thread,
             **({"LlamaIndex dense (VectorStoreIndex)": llamaindex} if llamaindex else {}),
             **{f"ragline {mode}": (lambda q, m=mode: rag.retrieve(q, top_k=k, mode=m)) for mode in ("dense", "sparse", "hybrid")},
         }
@@ -145,7 +150,7 @@ def main() -> None:
                 recall[name].append(len(truth & found) / len(truth))
         hnsw.close()
 
-    base_p50 = _percentiles(timings["baseline: embed + numpy exact scan"])[0]
+    base_p50 = _percentiles(timings["baseline: s-t embed + numpy exact scan"])[0]
     table = Table("variant", "p50 ms", "p95 ms", "p50 vs baseline", f"recall@{k} vs exact")
     for name, samples in {**timings, **search_only}.items():
         p50, p95 = _percentiles(samples)

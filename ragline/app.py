@@ -226,7 +226,7 @@ class Rag(Answering):
         """
         if not question.strip():
             raise ValueError("question is empty")
-        if self.store.count() == 0:
+        if self.store.is_empty():
             return []
         settings = self.config.retrieval
         mode = mode or settings.mode

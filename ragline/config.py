@@ -65,6 +65,11 @@ class EmbeddingConfig(BaseModel):
     )
     batch_size: int = Field(64, ge=1)
     device: str = "cpu"
+    query_backend: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="local only: 'onnx' embeds queries through onnxruntime (the model is exported once per machine "
+        "and checked against torch; models it cannot reproduce stay on torch); 'torch' always uses sentence-transformers.",
+    )
     base_url: str = Field("https://api.openai.com/v1", description="provider = 'openai' only.")
     api_key_env: str | None = Field("OPENAI_API_KEY", description="provider = 'openai' only: env var holding the key.")
     api_key_file: Path | None = None

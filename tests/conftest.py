@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Query-encoder exports (ragline/retrieval/onnx_query.py) go to a test cache, not ~/.cache;
+# exports are keyed by model files, so reusing it across runs is safe. CLI subprocesses inherit it.
+os.environ.setdefault("RAGLINE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "ragline-test-cache"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"

@@ -136,6 +136,9 @@ def test_delete_removes_points(store):
     assert {p.id for p in store.iter_points()} == {p.id for p in points} - set(gone)
     store.delete([])
     assert store.count() == 28
+    assert not store.is_empty()
+    store.delete([p.id for p in points])
+    assert store.is_empty() and store.count() == 0
 
 
 def test_filters_restrict_search(store):
@@ -195,15 +198,16 @@ def test_ensure_collection_idempotent_and_dim_mismatch(store):
 def test_store_without_collection_is_empty(open_store):
     store = open_store()
     assert store.search([0.1] * DIM, top_k=3) == []
-    assert store.count() == 0
+    assert store.count() == 0 and store.is_empty()
     assert list(store.iter_points()) == []
     store.delete([point_id(1)])
     with pytest.raises(RuntimeError, match="ensure_collection"):
         store.upsert(make_points(1))
 
     store.ensure_collection(DIM)
+    assert store.is_empty()
     store.upsert(make_points(3))
-    assert store.count() == 3
+    assert store.count() == 3 and not store.is_empty()
 
 
 def test_use_after_close_fails_clearly(store):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 import threading
 from collections.abc import Sequence
 from functools import cached_property
@@ -9,7 +11,9 @@ from pathlib import Path
 
 from ragline.config import EmbeddingConfig
 
-_single_query_lock = threading.Lock()
+log = logging.getLogger(__name__)
+_export_lock = threading.Lock()
+_torch_query_lock = threading.Lock()
 BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -43,14 +47,17 @@ class Embedder:
         """Stable identity of the model, used in fingerprints and cache keys."""
         return self.config.model or BUNDLED_MODEL_ID
 
+    @property
+    def _source(self) -> str:
+        return self.config.model or str(bundled_model_path())
+
     @cached_property
     def _model(self):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # a per-load weights bar is noise on a CLI
-        source = self.config.model or str(bundled_model_path())
-        return SentenceTransformer(source, device=self.config.device)
+        return SentenceTransformer(self._source, device=self.config.device)
 
     @cached_property
     def dim(self) -> int:
@@ -100,12 +107,42 @@ class Embedder:
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        """One query on one torch thread: more threads cannot speed up a ~20-token forward
-        pass and wait on each other on a busy machine (p95 387 -> 48 ms measured). The
-        setting is process-wide, so a concurrent ingest briefly runs single-threaded."""
+        """One query: through onnxruntime when the model exports (see `onnx_query`), else
+        through torch on one thread."""
+        with _export_lock:  # the first query exports; the others wait for it
+            encoder = self._query_encoder
+        return encoder.encode(text) if encoder is not None else self._embed_query_torch(text)
+
+    @cached_property
+    def _query_encoder(self):
+        """The ONNX query encoder, exported on first use; None keeps queries on torch."""
+        if self.config.query_backend != "onnx" or self.config.device != "cpu":
+            return None
+        from ragline.retrieval import onnx_query
+
+        folder = onnx_query.cache_dir() / "query-encoders" / onnx_query.export_key(self._source)
+        if folder.exists():
+            try:
+                return onnx_query.OnnxQueryEncoder(folder)
+            except Exception as exc:  # a damaged or foreign export: replace it
+                log.warning("query encoder at %s unusable (%s); exporting it again", folder, exc)
+                shutil.rmtree(folder, ignore_errors=True)
+        try:
+            return onnx_query.export(self._model, folder)
+        except onnx_query.NotExportable as exc:
+            log.info("queries stay on torch for %s: %s", self.model_id, exc)
+        except Exception as exc:  # e.g. the onnx package missing, a read-only cache dir
+            log.warning("queries stay on torch for %s: ONNX export failed (%s: %s)", self.model_id,
+                        type(exc).__name__, exc)
+        return None
+
+    def _embed_query_torch(self, text: str) -> list[float]:
+        """One torch thread: more threads cannot speed up a ~20-token forward pass and wait
+        on each other on a busy machine (p95 387 -> 48 ms measured). The setting is
+        process-wide, so a concurrent ingest briefly runs single-threaded."""
         import torch
 
-        with _single_query_lock:
+        with _torch_query_lock:
             saved = torch.get_num_threads()
             torch.set_num_threads(1)
             try:

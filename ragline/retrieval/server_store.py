@@ -15,7 +15,7 @@ import qdrant_edge as qe
 from qdrant_client import QdrantClient, models
 
 from ragline.retrieval import filters as f
-from ragline.retrieval.sparse import Bm25Documents, document_text, encode_query
+from ragline.retrieval.sparse import Bm25Documents, encode_query
 from ragline.retrieval.store import (
     INDEXED_KEYWORD_FIELDS,
     Filters,
@@ -54,7 +54,6 @@ class ServerStore(VectorStore):
     The api_key goes to the client only: it is not kept on the store, logged or shown in repr.
     """
 
-    upsert_batch_size = 256
     scroll_page_size = 256
 
     def __init__(
@@ -160,30 +159,16 @@ class ServerStore(VectorStore):
     def _save_avg_len(self, avg_len: float) -> None:
         self._client.update_collection(self.collection, metadata={_AVG_LEN_KEY: avg_len})
 
-    def upsert(self, points: Sequence[StoredPoint]) -> None:
-        """Dense vector as given; BM25 from the payload text (a collection without the sparse
-        vector gets dense only, so older collections stay writable)."""
+    def _collection_dim(self) -> int:
         dim = self._existing_dim()
         if dim is None:
             raise RuntimeError(
                 f"Vector store {self._name}: collection does not exist; call ensure_collection(dim) first"
             )
-        for point in points:
-            if len(point.vector) != dim:
-                raise ValueError(
-                    f"Vector store {self._name}: point {point.id} has a {len(point.vector)}-dim vector, "
-                    f"the collection holds {dim}-dim vectors"
-                )
-        sparse: list[qe.SparseVector | None] = [None] * len(points)
-        if self._has_sparse:
-            sparse = self._bm25.encode([document_text(p.payload) for p in points], self._save_avg_len)
-        for start in range(0, len(points), self.upsert_batch_size):
-            end = start + self.upsert_batch_size
-            self._client.upsert(
-                self.collection,
-                points=[self._point(p, sv) for p, sv in zip(points[start:end], sparse[start:end])],
-                wait=True,
-            )
+        return dim
+
+    def _write(self, batch: Sequence[tuple[StoredPoint, qe.SparseVector | None]]) -> None:
+        self._client.upsert(self.collection, points=[self._point(p, sv) for p, sv in batch], wait=True)
 
     def _point(self, point: StoredPoint, sparse: qe.SparseVector | None) -> models.PointStruct:
         vectors: dict[str, Any] = {self.dense_vector_name: point.vector}

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from ragline.retrieval.sparse import Bm25Documents
 
 # Payload keys every chunk point carries; payload indexes exist on the keyword ones.
 INDEXED_KEYWORD_FIELDS = ("document_id", "source")
@@ -53,9 +56,24 @@ class VectorStore(ABC):
     def ensure_collection(self, dim: int) -> None:
         """Create the collection and payload indexes if missing; fail clearly on a dim mismatch."""
 
-    @abstractmethod
     def upsert(self, points: Sequence[StoredPoint]) -> None:
-        """Insert or overwrite points by id (idempotent for deterministic ids)."""
+        """Insert or overwrite points by id (idempotent for deterministic ids). Dense vector
+        as given; BM25 from the payload text (a collection without the sparse vector gets
+        dense only, so older collections stay writable)."""
+        from ragline.retrieval.sparse import document_text  # sparse builds on this module
+
+        dim = self._collection_dim()
+        for point in points:
+            if len(point.vector) != dim:
+                raise ValueError(
+                    f"Vector store {self._name}: point {point.id} has a {len(point.vector)}-dim vector, "
+                    f"the collection holds {dim}-dim vectors"
+                )
+        sparse: list[Any] = [None] * len(points)
+        if self._has_sparse:
+            sparse = self._bm25.encode([document_text(p.payload) for p in points], self._save_avg_len)
+        for batch in batches(list(zip(points, sparse)), self.upsert_batch_size):
+            self._write(batch)
 
     @abstractmethod
     def delete(self, point_ids: Sequence[str]) -> None:
@@ -98,6 +116,10 @@ class VectorStore(ABC):
     def count(self, filters: Filters | None = None) -> int:
         """Exact number of points (matching `filters`)."""
 
+    def is_empty(self) -> bool:
+        """No points at all; checked before every query, so stores make it cheap."""
+        return self.count() == 0
+
     def iter_points(self, filters: Filters | None = None) -> Iterator[ScoredPoint]:
         """Every point (matching `filters`) with its payload; score is 0. Order unspecified."""
         if not self._collection_exists():
@@ -129,6 +151,20 @@ class VectorStore(ABC):
     # Set by each store once it knows the collection: whether it has the BM25 sparse vector.
     _has_sparse: bool
     sparse_vector_name: str
+    _bm25: Bm25Documents
+    upsert_batch_size = 256
+
+    @abstractmethod
+    def _collection_dim(self) -> int:
+        """The collection's dense dimension; raises if it does not exist or the store is closed."""
+
+    @abstractmethod
+    def _save_avg_len(self, avg_len: float) -> None:
+        """Persist the corpus' mean document length in tokens (BM25's document weighting)."""
+
+    @abstractmethod
+    def _write(self, batch: Sequence[tuple[StoredPoint, Any]]) -> None:
+        """Write one batch of (point, BM25 sparse vector or None)."""
 
     @property
     @abstractmethod

@@ -15,14 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-from ragline.models import Usage
 from ragline.pipelines.providers.base import (
     ChatRequest,
     Completion,
     LLMProvider,
     StreamChunk,
 )
-from ragline.pipelines.reliability.wrapper import WrapperProvider
+from ragline.pipelines.reliability.wrapper import StreamRecorder, WrapperProvider, completion_as_stream
 
 REDIS_PREFIX = "ragline:llm-cache:"
 
@@ -131,19 +130,19 @@ class CachedProvider(WrapperProvider):
 
     def stream(self, request: ChatRequest, *, timeout: float | None = None) -> Iterator[StreamChunk]:
         if (hit := self._hit(request)) is not None:
-            yield from _replay(hit)
+            yield from completion_as_stream(hit)
             return
-        recorder = _StreamRecorder()
+        recorder = StreamRecorder()
         for chunk in self.wrapped.stream(request, timeout=timeout):
             yield recorder.take(chunk)
         self._store(request, recorder.completion(self.wrapped.model))
 
     async def astream(self, request: ChatRequest, *, timeout: float | None = None) -> AsyncIterator[StreamChunk]:
         if (hit := self._hit(request)) is not None:
-            for chunk in _replay(hit):
+            for chunk in completion_as_stream(hit):
                 yield chunk
             return
-        recorder = _StreamRecorder()
+        recorder = StreamRecorder()
         async for chunk in self.wrapped.astream(request, timeout=timeout):
             yield recorder.take(chunk)
         self._store(request, recorder.completion(self.wrapped.model))
@@ -151,34 +150,3 @@ class CachedProvider(WrapperProvider):
     def close(self) -> None:
         self.cache.close()
         super().close()
-
-
-def _replay(hit: Completion) -> Iterator[StreamChunk]:
-    if hit.text:
-        yield StreamChunk(delta=hit.text)
-    yield StreamChunk(
-        usage=hit.usage, finish_reason=hit.finish_reason, model=hit.model, provider=hit.provider,
-        cost_usd=0.0, cached=True,
-    )  # fmt: skip
-
-
-class _StreamRecorder:
-    """Collects a stream into the Completion it amounts to."""
-
-    def __init__(self):
-        self.pieces: list[str] = []
-        self.final = StreamChunk()
-
-    def take(self, chunk: StreamChunk) -> StreamChunk:
-        if chunk.delta:
-            self.pieces.append(chunk.delta)
-        else:
-            self.final = chunk
-        return chunk
-
-    def completion(self, model: str) -> Completion:
-        final = self.final
-        return Completion(
-            text="".join(self.pieces), model=final.model or model, usage=final.usage or Usage(),
-            finish_reason=final.finish_reason, provider=final.provider,
-        )  # fmt: skip

@@ -34,8 +34,7 @@ from ragline.pipelines.providers.base import (
     StreamChunk,
     StreamInterrupted,
 )
-from ragline.pipelines.reliability.cache import _replay, _StreamRecorder
-from ragline.pipelines.reliability.wrapper import WrapperProvider
+from ragline.pipelines.reliability.wrapper import StreamRecorder, WrapperProvider, completion_as_stream
 
 _PREVIEW_CHARS = 60
 
@@ -84,7 +83,7 @@ class Recording(BaseModel):
             raise self.error.exception()
         if self.completion is not None:
             return self.completion.model_copy(deep=True)
-        recorder = _StreamRecorder()
+        recorder = StreamRecorder()
         for chunk in self.chunks or []:
             recorder.take(chunk)
         final = recorder.final
@@ -97,7 +96,7 @@ class Recording(BaseModel):
             yield from (chunk.model_copy(deep=True) for chunk in self.chunks)
         elif self.completion is not None:
             done = self.completion
-            *deltas, final = _replay(done)
+            *deltas, final = completion_as_stream(done)
             yield from deltas
             yield final.model_copy(update={"cost_usd": done.cost_usd, "cached": done.cached, "attempts": done.attempts})
         if self.error is not None:
