@@ -37,12 +37,14 @@ class OtlpReceiver:
     def __init__(self):
         self.spans: list[dict[str, Any]] = []
         self.requests = 0
+        self.headers: list[dict[str, str]] = []  # each export request's HTTP headers
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.headers.append(dict(self.headers.items()))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":

@@ -89,6 +89,17 @@ def test_editing_changes_the_version_and_labels_keep_the_old_content(folder):
     assert registry.label("greet", "production")[1] == old.version
 
 
+def test_concurrent_labelling_loses_no_label(folder):
+    """Each call reads, changes and rewrites manifest.json; the lock keeps every label."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    labels = [f"team{i}" for i in range(48)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda label: PromptRegistry(folder).label("greet", label), labels))
+    version = PromptRegistry(folder).get("greet").hash
+    assert json.loads((folder / "manifest.json").read_text()) == {"greet": dict.fromkeys(labels, version)}
+
+
 def test_unknown_and_ambiguous_refs(folder):
     registry = PromptRegistry(folder)
     registry.label("greet", "production")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -218,7 +219,7 @@ def test_secrets_are_redacted_everywhere(tmp_path, memory, monkeypatch):
     (query,) = by_name(memory, "query")
     assert query.attributes["http.header"] == "***" and query.attributes["api_key"] == "***"
     assert query.events[0].attributes["detail"] == "using *** and ***"
-    stored = (tmp_path / "traces.sqlite").read_bytes() + b"".join(s.to_json().encode() for s in memory.get_finished_spans())
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("traces.sqlite*"))  # the WAL too + b"".join(s.to_json().encode() for s in memory.get_finished_spans())
     for secret in (FAKE_KEY, env_secret, "abc.def.ghi123456", "plain-value"):
         assert secret.encode() not in stored
     assert b"my key is ***" in stored  # the prompt is kept (opt-in), minus the key
@@ -232,7 +233,7 @@ def test_prompt_and_completion_text_are_opt_in(tmp_path, memory, capture):
         list(tracing.wrap(Scripted()).stream(request("secret question")))
     tracing.shutdown()
     events = {e.name: e.attributes for s in memory.get_finished_spans() for e in s.events}
-    stored = (tmp_path / "traces.sqlite").read_bytes()
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("traces.sqlite*"))  # the WAL too
     if capture:
         assert "secret question" in events["gen_ai.content.prompt"]["gen_ai.prompt"]
         assert events["gen_ai.content.completion"]["gen_ai.completion"].strip() == "Paris is the capital."
@@ -281,6 +282,47 @@ def test_otlp_http_export_to_real_receiver(tmp_path, monkeypatch):
     assert [e["name"] for e in chat["events"]] == ["ragline.attempt", "ragline.attempt"]
     assert spans["leak"]["attributes"]["note"] == "***"
     assert (tmp_path / "traces.sqlite").is_file()  # the embedded store is written alongside
+
+
+def test_otlp_credentials_come_from_the_environment_and_never_reach_a_span(tmp_path, monkeypatch):
+    """A header named in `otlp_headers_env` is sent with the env var's value, and that value
+    is masked in spans even though the variable's name does not look secret."""
+    monkeypatch.setenv("TRACE_BACKEND_AUTH", "Basic cGs6c2stbGYtOTk=")
+    config = TracingConfig(otlp_headers={"x-tenant": "acme"}, otlp_headers_env={"Authorization": "TRACE_BACKEND_AUTH"})
+    with OtlpReceiver() as receiver:
+        memory = InMemorySpanExporter()
+        tracing = setup_tracing(config.model_copy(update={"otlp_endpoint": receiver.url}), tmp_path, exporters=[memory])
+        with tracing.span("query", {"note": "sent Basic cGs6c2stbGYtOTk= upstream"}):
+            pass
+        tracing.force_flush()
+        (span,) = receiver.wait_for(1)
+        tracing.shutdown()
+    sent = {k.lower(): v for k, v in receiver.headers[0].items()}
+    assert sent["authorization"] == "Basic cGs6c2stbGYtOTk=" and sent["x-tenant"] == "acme"
+    assert span["attributes"]["note"] == "sent *** upstream"
+    assert memory.get_finished_spans()[0].attributes["note"] == "sent *** upstream"
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("traces.sqlite*"))  # the WAL too
+    assert b"cGs6c2stbGYtOTk" not in stored
+
+    monkeypatch.delenv("TRACE_BACKEND_AUTH")
+    with pytest.raises(ValueError, match=r"otlp_headers_env.*Authorization \(from \$TRACE_BACKEND_AUTH\)"):
+        setup_tracing(config.model_copy(update={"otlp_endpoint": "http://127.0.0.1:9"}), tmp_path)
+
+
+def test_traces_past_retention_are_dropped_when_a_store_opens(tmp_path):
+    config = TracingConfig(retention_days=30)
+    tracing = setup_tracing(config, tmp_path)
+    old, recent = run_query(tracing), run_query(tracing)
+    tracing.shutdown()
+    forty_days_ns = 40 * 86400 * 10**9
+    with sqlite3.connect(tmp_path / "traces.sqlite") as db:  # age one trace by 40 days
+        db.execute("UPDATE spans SET start_ns = start_ns - ?, end_ns = end_ns - ? WHERE trace_id = ?",
+                   (forty_days_ns, forty_days_ns, old))
+    setup_tracing(config.model_copy(update={"retention_days": None}), tmp_path).shutdown()
+    assert {t.trace_id for t in TraceStore.in_store(tmp_path).list_traces(limit=10)} == {old, recent}
+
+    setup_tracing(config, tmp_path).shutdown()
+    assert [t.trace_id for t in TraceStore.in_store(tmp_path).list_traces(limit=10)] == [recent]
 
 
 def test_sqlite_store_round_trip(tracing, tmp_path):

@@ -20,6 +20,8 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +139,20 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock across threads and processes (flock on its own descriptor)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class PromptRegistry:
     """The prompts of one folder; `get` takes `name` (the current file), `name@label` or
     `name@hash-prefix`. With `keep_versions`, every version `get` returns is stored."""
@@ -241,10 +257,11 @@ class PromptRegistry:
             raise PromptError(f"label {label!r} looks like a hash prefix; pick a name with other letters")
         prompt = self.get(ref)
         self.store(prompt)
-        manifest = self.manifest()
-        previous = manifest.setdefault(prompt.name, {}).get(label)
-        manifest[prompt.name][label] = prompt.hash
-        _write_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        with _locked(self.folder / f".{MANIFEST}.lock"):  # two labellers must not lose each other's label
+            manifest = self.manifest()
+            previous = manifest.setdefault(prompt.name, {}).get(label)
+            manifest[prompt.name][label] = prompt.hash
+            _write_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return prompt, f"{prompt.name}@{previous}" if previous else None
 
 

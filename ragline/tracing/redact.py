@@ -83,11 +83,13 @@ def redact_span(span: ReadableSpan, secrets: Sequence[str]) -> ReadableSpan:
 class RedactingExporter(SpanExporter):
     """Wraps an exporter so it only ever receives redacted spans."""
 
-    def __init__(self, inner: SpanExporter):
+    def __init__(self, inner: SpanExporter, secrets: Sequence[str] = ()):
         self.inner = inner
+        self.secrets = [s for s in secrets if len(s) >= _MIN_ENV_SECRET]
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        secrets = env_secrets()  # read per batch: keys set after start-up count too
+        # Environment read per batch: keys set after start-up count too.
+        secrets = sorted({*env_secrets(), *self.secrets}, key=len, reverse=True)
         return self.inner.export([redact_span(span, secrets) for span in spans])
 
     def shutdown(self) -> None:

@@ -12,6 +12,7 @@ through a batch processor, off the request path.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,10 +40,20 @@ class TracingConfig(BaseModel):
 
     enabled: bool = Field(True, description="Record a trace for every query.")
     store: bool = Field(True, description=f"Keep traces in {TRACES_FILE} in the store directory (`ragline traces`).")
+    retention_days: float | None = Field(
+        30, gt=0, description=f"Traces older than this are dropped from {TRACES_FILE} when a store opens (None: keep all)."
+    )
     otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318 (/v1/traces is added when no path is given)."
     )
-    otlp_headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers for the OTLP exporter.")
+    otlp_headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers for the OTLP exporter, non-secret values only."
+    )
+    otlp_headers_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP header -> environment variable holding its value (e.g. Authorization = 'LANGFUSE_OTLP_AUTH'): "
+        "credentials stay out of the config file, and their values are masked in every span.",
+    )
     otlp_timeout: float = Field(10.0, gt=0, description="Seconds per OTLP export request.")
     capture_content: bool = Field(
         False, description="Record prompt, completion and question text in spans (secrets are masked either way)."
@@ -55,11 +66,24 @@ def otlp_traces_url(endpoint: str) -> str:
     return endpoint.rstrip("/") + "/v1/traces" if urlsplit(endpoint).path in ("", "/") else endpoint
 
 
-def _otlp_exporter(config: TracingConfig) -> SpanExporter:
+def otlp_header_secrets(config: TracingConfig) -> dict[str, str]:
+    """The `otlp_headers_env` headers with their values read from the environment."""
+    missing = [f"{header} (from ${var})" for header, var in config.otlp_headers_env.items() if not os.environ.get(var)]
+    if missing:
+        raise ValueError(
+            f"tracing.otlp_headers_env: no value for {', '.join(missing)}; set the environment variable "
+            "or remove the header from the config"
+        )
+    return {header: os.environ[var] for header, var in config.otlp_headers_env.items()}
+
+
+def _otlp_exporter(config: TracingConfig, secret_headers: Mapping[str, str]) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(
-        endpoint=otlp_traces_url(config.otlp_endpoint or ""), headers=config.otlp_headers, timeout=config.otlp_timeout
+        endpoint=otlp_traces_url(config.otlp_endpoint or ""),
+        headers={**config.otlp_headers, **secret_headers},
+        timeout=config.otlp_timeout,
     )
 
 
@@ -105,12 +129,15 @@ def setup_tracing(
     config = config or TracingConfig()
     if not config.enabled:
         return Tracing(trace.NoOpTracer(), None)
+    secret_headers = otlp_header_secrets(config) if config.otlp_endpoint else {}
+    secrets = list(secret_headers.values())  # masked even when their variables' names look harmless
     provider = TracerProvider(resource=Resource.create({"service.name": config.service_name}))
     if config.store and store_dir is not None:
-        store = SqliteSpanExporter(Path(store_dir) / TRACES_FILE)
-        provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(store)))
+        store = SqliteSpanExporter(Path(store_dir) / TRACES_FILE, config.retention_days)
+        provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(store, secrets)))
     if config.otlp_endpoint:
-        provider.add_span_processor(BatchSpanProcessor(RedactingExporter(_otlp_exporter(config))))
+        exporter = _otlp_exporter(config, secret_headers)
+        provider.add_span_processor(BatchSpanProcessor(RedactingExporter(exporter, secrets)))
     for exporter in exporters:
-        provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(exporter)))
+        provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(exporter, secrets)))
     return Tracing(provider.get_tracer("ragline"), provider, capture_content=config.capture_content)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,11 +65,19 @@ def _row(span: ReadableSpan) -> tuple:
 
 
 class SqliteSpanExporter(SpanExporter):
-    """Writes finished spans to `traces.sqlite`; safe across threads and processes (WAL)."""
+    """Writes finished spans to `traces.sqlite`; safe across threads and processes (WAL).
+    Opening it drops traces that started more than `retention_days` ago (None: keep all),
+    so a store queried for years does not grow without bound."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, retention_days: float | None = None):
         self._lock = threading.Lock()
         self._db = _connect(path)
+        if retention_days:
+            cutoff_ns = int((time.time() - retention_days * 86400) * 1e9)
+            self._db.execute(
+                "DELETE FROM spans WHERE trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE start_ns < ?)",
+                (cutoff_ns,),
+            )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
