@@ -89,3 +89,25 @@ def test_a_model_the_onnx_path_cannot_reproduce_stays_on_torch(tmp_path, monkeyp
     assert "queries stay on torch" in caplog.text and "pooling" in caplog.text
     assert vector == pytest.approx(custom.embed(QUERIES[:1])[0], abs=1e-6)
     assert not list((tmp_path / "cache").rglob("model.onnx"))  # the rejected export was not kept
+
+
+def test_a_hub_model_is_keyed_by_the_snapshot_its_name_resolves_to(tmp_path, monkeypatch):
+    """A model named by hub id gets a new export when the cached snapshot it resolves to
+    changes (an updated model must not be served by the old export)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--acme--encoder"
+
+    def publish(commit: str, weights: bytes) -> None:
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "model.safetensors").write_bytes(weights)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+
+    assert onnx_query.export_key("acme/encoder") == onnx_query.export_key("acme/encoder")  # not cached: the name
+    uncached = onnx_query.export_key("acme/encoder")
+    publish("a" * 40, b"v1")
+    first = onnx_query.export_key("acme/encoder")
+    publish("b" * 40, b"v2 weights")
+    assert len({uncached, first, onnx_query.export_key("acme/encoder")}) == 3

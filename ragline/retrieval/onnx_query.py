@@ -41,12 +41,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ragline"
 
 
+def _hub_snapshot(name: str) -> Path | None:
+    """The locally cached snapshot a hub model name resolves to (offline), if any."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not a hub name, not cached, or no huggingface_hub: key by the name alone
+        return None
+
+
 def export_key(source: str) -> str:
-    """Names the export of one model: its source, the files' sizes and times when it is a
-    folder (a re-saved model gets a new export), and the export format."""
+    """Names the export of one model: its source, the files' sizes and times in its folder
+    (a local path, or the cached snapshot a hub name resolves to: a re-saved or updated
+    model gets a new export), and the export format."""
     parts = [source, str(EXPORT_FORMAT)]
-    folder = Path(source)
-    if folder.is_dir():
+    folder = Path(source) if Path(source).is_dir() else _hub_snapshot(source)
+    if folder is not None:
+        parts.append(str(folder))
         for file in sorted(p for p in folder.rglob("*") if p.is_file()):
             stat = file.stat()
             parts.append(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}")
