@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import uuid
@@ -22,8 +21,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = 1  # bump when the exported graph or its sidecar changes
 PROBES = ("what is the capital of France?", "Ångström-scale CRISPR–Cas9 off-target effects " * 60)
@@ -154,9 +151,9 @@ def export(model, folder: Path) -> OnnxQueryEncoder:
         encoder = OnnxQueryEncoder(staging)
         expected = model.encode(list(PROBES), normalize_embeddings=False, convert_to_numpy=True, show_progress_bar=False)
         for text, want in zip(PROBES, expected, strict=True):
-            got = np.asarray(encoder.encode(text))
-            if float(np.abs(got - want).max()) > TOLERANCE:
-                raise NotExportable(f"ONNX output differs from torch by {float(np.abs(got - want).max()):.2g}")
+            difference = float(np.abs(np.asarray(encoder.encode(text)) - want).max())
+            if difference > TOLERANCE:
+                raise NotExportable(f"ONNX output differs from torch by {difference:.2g}")
         folder.parent.mkdir(parents=True, exist_ok=True)
         try:
             staging.rename(folder)
