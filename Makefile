@@ -8,7 +8,7 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 DEMO_STORE := .ragline-demo
 DEMO_QUESTION := How many days of paid leave do new employees get?
 
-.PHONY: install demo test test-all clean
+.PHONY: install demo test test-unit test-all clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ragline needs Python >= 3.11")'
@@ -30,6 +30,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
 
 test-all: install
 	$(BIN)/python -m pytest -m "slow or not slow"

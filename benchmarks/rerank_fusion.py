@@ -13,8 +13,8 @@ again with the same cache to resume or to try another --depth.
 from __future__ import annotations
 
 import argparse
-import sys
 import sqlite3
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import ragline  # noqa: E402
 from ragline.eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from ragline.eval.retrieval import CHUNKS_PER_DOCUMENT, DOCUMENT_DEPTH, document_ranking, load_qrels, load_queries
-from ragline.retrieval.rerank import passage, rrf
+from ragline.retrieval.fusion import rrf
+from ragline.retrieval.rerank import passage
 
 
 def main() -> None:
@@ -61,7 +62,7 @@ def main() -> None:
                 known.update((h.chunk_id, s) for h, s in zip(missing, scores))
             by_score = sorted(range(len(head)), key=lambda i: known[head[i].chunk_id], reverse=True)
             cross_rank = {index: rank for rank, index in enumerate(by_score)}
-            fused = sorted(range(len(head)), key=lambda i: rrf(cross_rank[i]) + rrf(i), reverse=True)
+            fused = sorted(range(len(head)), key=lambda i: rrf(cross_rank[i] + 1) + rrf(i + 1), reverse=True)
             for name, order in (("first stage", range(len(head))), ("cross-encoder alone", by_score),
                                 ("cross-encoder + RRF", fused)):
                 rankings[name][qid] = document_ranking([head[i].document_id for i in order] + [h.document_id for h in tail])

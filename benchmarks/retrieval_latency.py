@@ -19,9 +19,9 @@ with `--hnsw-threshold`, optimizes it and compares its dense top 10 with the exa
 from __future__ import annotations
 
 import argparse
-import sys
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,7 +35,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 import ragline  # noqa: E402
-from ragline.app import EMBEDDING_CACHE_FILE
+from ragline.components import EMBEDDING_CACHE_FILE
 from ragline.ingest.embedding_cache import EmbeddingCache
 from ragline.retrieval.edge_store import EdgeStore
 from ragline.retrieval.store import StoredPoint

@@ -1,26 +1,31 @@
-"""`Rag`: the library's front door, wiring store, ledger, embedder and LLM from one config."""
+"""`Rag`: the library's front door, a thin facade over one store's components.
+
+What each call does lives elsewhere: the parts are built in `ragline.components`,
+retrieval stages in `ragline.retrieval.retriever`, and every query (plain, streamed, async,
+or a named pipeline) runs through `ragline.pipelines.runner`.
+"""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator
-from functools import cached_property
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ragline.answering import Answering
-from ragline.config import RaglineConfig, load_config, secret_from_env
+from ragline.components import Components
+from ragline.config import RaglineConfig, load_config
 from ragline.connectors.base import Connector
-from ragline.models import Hit, IngestError, IngestReport
-from ragline.pipelines.providers.base import LLMProvider
-from ragline.retrieval.embeddings import Embedder
-from ragline.retrieval.rerank import Reranker
-from ragline.retrieval.store import Filters, ScoredPoint, SearchMode, VectorStore
-from ragline.tracing import record_hits
-
-EDGE_SHARD_DIR = "qdrant"
-LEDGER_FILE = "ledger.sqlite"
-EMBEDDING_CACHE_FILE = "embeddings.sqlite"
+from ragline.llm.base import LLMProvider, StreamChunk
+from ragline.llm.chain import deadline
+from ragline.models import Answer, Hit, IngestError, IngestReport
+from ragline.pipelines.context import StepContext
+from ragline.pipelines.pipeline import Pipeline, default_pipeline, find_pipeline
+from ragline.pipelines.prompts import Prompt, find_prompt
+from ragline.pipelines.runner import PipelineRunner, QueryScope, final_answer, trace_id
+from ragline.pipelines.steps import QueryState
+from ragline.retrieval.embeddings import TextEmbedder
+from ragline.retrieval.store import Filters, SearchMode
+from ragline.tracing.spans import record_hits
 
 
 def open(  # noqa: A001 - the public entry point is `ragline.open`
@@ -28,7 +33,7 @@ def open(  # noqa: A001 - the public entry point is `ragline.open`
     *,
     config: RaglineConfig | None = None,
     config_file: str | Path | None = None,
-    embedder: Embedder | None = None,
+    embedder: TextEmbedder | None = None,
     provider: LLMProvider | None = None,
     **overrides: Any,
 ) -> Rag:
@@ -46,90 +51,38 @@ def open(  # noqa: A001 - the public entry point is `ragline.open`
     return Rag(config, embedder=embedder, provider=provider)
 
 
-def _hit(point: ScoredPoint) -> Hit:
-    payload = dict(point.payload)
-    return Hit(
-        document_id=payload.pop("document_id"),
-        chunk_id=payload.pop("chunk_id", point.id),
-        score=point.score,
-        text=payload.pop("text", ""),
-        metadata=payload,
-    )
-
-
-class Rag(Answering):
+class Rag:
     def __init__(
-        self, config: RaglineConfig, *, embedder: Embedder | None = None, provider: LLMProvider | None = None
+        self, config: RaglineConfig, *, embedder: TextEmbedder | None = None, provider: LLMProvider | None = None
     ):
         self.config = config
         self.path = Path(config.store.path)
-        # Injected components are the caller's to close; cached_property lets them preempt the defaults.
-        self._injected_provider = provider
-        self._injected_embedder = embedder
-        self._retrieve_lock = threading.Lock()
-        if embedder is not None:
-            self.__dict__["embedder"] = embedder
+        self.components = Components(config, embedder=embedder, provider=provider)
 
-    # --- components, built on first use so `ragline retrieve` never loads the LLM ---
+    # --- the parts callers may reach (built on first use) ---
 
-    @cached_property
-    def store(self) -> VectorStore:
-        store = self.config.store
-        if store.kind == "server":
-            from ragline.retrieval.server_store import ServerStore
+    @property
+    def store(self):
+        return self.components.store
 
-            if not store.url:
-                raise ValueError("store.url is required when store.kind = 'server'")
-            location = store.url if store.url == ":memory:" else None
-            return ServerStore(
-                store.collection,
-                url=None if location else store.url,
-                location=location,
-                api_key=secret_from_env(store.api_key_env),
-                dense_vector_name=store.dense_vector_name,
-                sparse_vector_name=store.sparse_vector_name,
-                bm25_avg_len=store.bm25_avg_len,
-            )
-        from ragline.retrieval.edge_store import EdgeStore
+    @property
+    def embedder(self) -> TextEmbedder:
+        return self.components.embedder
 
-        return EdgeStore(
-            self.path / EDGE_SHARD_DIR,
-            dense_vector_name=store.dense_vector_name,
-            sparse_vector_name=store.sparse_vector_name,
-            bm25_avg_len=store.bm25_avg_len,
-            hnsw_threshold=store.hnsw_threshold,
-        )
+    @property
+    def reranker(self):
+        return self.components.reranker
 
-    @cached_property
-    def embedder(self) -> Embedder:
-        settings = self.config.embedding
-        if settings.provider == "openai":
-            from ragline.retrieval.http_embeddings import HttpEmbedder
-
-            return HttpEmbedder(  # type: ignore[return-value]  (the same interface)
-                settings.model, base_url=settings.base_url, timeout=settings.timeout, batch_size=settings.batch_size,
-                api_key=secret_from_env(settings.api_key_env, settings.api_key_file),
-            )  # fmt: skip
-        return Embedder(settings)
-
-    @cached_property
+    @property
     def ledger(self):
-        from ragline.ingest.ledger import Ledger
+        return self.components.ledger
 
-        return Ledger(self.path / LEDGER_FILE)
+    @property
+    def budget(self):
+        """Cost ceilings: per query, for this Rag's lifetime (the run), per day (persisted)."""
+        return self.components.llm.budget
 
-    @cached_property
-    def _ingestor(self):
-        from ragline.ingest.chunking import Chunker
-        from ragline.ingest.embedding_cache import EmbeddingCache
-        from ragline.ingest.pipeline import Ingestor
-
-        return Ingestor(
-            self.store, self.ledger, self.embedder, Chunker(self.config.chunking),
-            EmbeddingCache(self.path / EMBEDDING_CACHE_FILE), self.config.ingest,
-        )
-
-    # --- public API ---
+    # --- ingest ---
 
     def _connectors(self, sources) -> Iterator[Connector | IngestError]:
         """Connectors for what `ingest` was given; a source that cannot even be set up
@@ -176,7 +129,7 @@ class Rag(Answering):
                 total.errors.append(source)
                 continue
             total.merge(
-                self._ingestor.run(source, show_progress=show_progress, allow_mass_delete=allow_mass_delete)
+                self.components.ingestor.run(source, show_progress=show_progress, allow_mass_delete=allow_mass_delete)
             )
         if total.chunks_embedded:
             self.optimize()
@@ -191,21 +144,7 @@ class Rag(Answering):
         """Every ingested source with its document/chunk counts and last run (`SourceSummary`)."""
         return self.ledger.sources()
 
-    @cached_property
-    def reranker(self) -> Reranker | None:
-        from ragline.retrieval.rerank import (
-            OnnxCrossEncoder,
-            SentenceTransformersCrossEncoder,
-        )
-
-        settings = self.config.retrieval
-        if settings.rerank == "onnx":
-            return OnnxCrossEncoder(settings.rerank_model, batch_size=settings.rerank_batch_size)
-        if settings.rerank == "sentence-transformers":
-            if not settings.rerank_model:
-                raise ValueError("retrieval.rerank_model is required when retrieval.rerank = 'sentence-transformers'")
-            return SentenceTransformersCrossEncoder(settings.rerank_model, batch_size=settings.rerank_batch_size)
-        return None
+    # --- retrieval ---
 
     def retrieve(
         self,
@@ -224,50 +163,120 @@ class Rag(Answering):
         re-scores the best `retrieval.rerank_top_n` candidates; then, with `mmr` (default
         `retrieval.mmr`), those candidates are re-ordered by maximal marginal relevance.
         """
-        if not question.strip():
-            raise ValueError("question is empty")
-        if self.store.is_empty():
-            return []
-        settings = self.config.retrieval
-        mode = mode or settings.mode
-        mmr = settings.mmr if mmr is None else mmr
-        reranker = self.reranker if rerank is not False else None
-        if rerank and reranker is None:
-            raise ValueError("rerank requested but retrieval.rerank = 'none'")
-        depth = max(top_k, settings.rerank_top_n) if reranker or mmr else top_k
-        vector = self.embedder.embed_query(question) if mode != "sparse" else None
-        points = self.store.search(
-            vector, depth, filters, text=question, mode=mode, candidates=settings.candidates, with_vectors=mmr
-        )
-        hits = [_hit(p) for p in points]
-        vectors = {hit.chunk_id: point.vector for hit, point in zip(hits, points)}
-        if reranker:
-            with self.tracing.span("rerank", {"ragline.rerank.top_n": settings.rerank_top_n}) as span:
-                hits = reranker.rerank(question, hits, top_n=settings.rerank_top_n, fusion=settings.rerank_fusion == "rrf")
-                record_hits(span, hits[:top_k], prefix="ragline.rerank")
-        if mmr:
-            from ragline.retrieval.mmr import diversify
+        with self.components.tracing.span("retrieve", {"ragline.retrieval.top_k": top_k}) as span:
+            hits = self.components.retriever.retrieve(question, top_k, filters, mode=mode, rerank=rerank, mmr=mmr)
+            record_hits(span, hits)
+        return hits
 
-            # Only the head shares one score scale (reranked or not); the tail keeps its order.
-            head, tail = hits[: settings.rerank_top_n], hits[settings.rerank_top_n :]
-            hits = diversify(head, [h.score for h in head], [vectors[h.chunk_id] for h in head],
-                             settings.mmr_lambda) + tail
-        return hits[:top_k]
+    # --- queries: every one runs a pipeline through the runner ---
+
+    def prompt(self, ref: str) -> Prompt:
+        """A prompt by `name`, `name@label` or `name@hash`: the `[prompts]` folder first, then
+        ragline's built-in prompts for a bare name the folder does not have."""
+        return find_prompt(ref, Path(self.config.prompts.dir))
+
+    @property
+    def synthesis_prompt(self) -> Prompt:
+        return self.prompt(self.config.prompts.synthesis)
+
+    def get_pipeline(self, pipeline: Pipeline | str) -> Pipeline:
+        """A pipeline object as is, or by name from `[pipelines] dir`; "default" is what
+        `query` runs, built from the config."""
+        if isinstance(pipeline, Pipeline):
+            return pipeline
+        if pipeline == "default":
+            return default_pipeline(self.components.retriever, self.config.query)
+        return find_pipeline(pipeline, Path(self.config.pipelines.dir))
+
+    def query(
+        self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True
+    ) -> Answer:
+        """Answer from the retrieved chunks, citing them as numbered sources (the default
+        pipeline). `cache=False` skips the response cache (neither read nor written)."""
+        return self._run(self._default(top_k, filters), question, root="query", cache=cache)
+
+    def query_stream(
+        self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True
+    ) -> Iterator[StreamChunk | Answer]:
+        """Stream the answer: text deltas as `StreamChunk`s, then the final `Answer`.
+
+        A provider failing before the first token falls back along the chain; after it, the
+        stream raises `StreamInterrupted` with the partial text."""
+        pipeline = self._default(top_k, filters)
+        scope = self._scope(question, "query")
+        state: QueryState | None = None
+        try:
+            trace = scope.run(trace_id)
+            stream = scope.run(self._runner(cache).stream, pipeline.steps, QueryState(question=question))
+            for item in scope.iterate(stream):
+                if isinstance(item, QueryState):
+                    state = item
+                else:
+                    yield item
+        except BaseException as error:
+            scope.close(error)
+            raise
+        scope.close()
+        yield final_answer(pipeline, state or QueryState(question=question), trace)
+
+    async def aquery(
+        self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True
+    ) -> Answer:
+        """`query` for asyncio callers: retrieval runs in worker threads, model calls are
+        native async, so many queries can wait on remote providers at once."""
+        return await self._arun(self._default(top_k, filters), question, root="query", cache=cache)
+
+    def run_pipeline(self, pipeline: Pipeline | str, question: str) -> Answer:
+        """Answer with a pipeline (an object, or a name in `[pipelines] dir`; "default" is built in)."""
+        pipeline = self.get_pipeline(pipeline)
+        return self._run(pipeline, question, root=f"pipeline {pipeline.name}")
+
+    async def arun_pipeline(self, pipeline: Pipeline | str, question: str) -> Answer:
+        pipeline = self.get_pipeline(pipeline)
+        return await self._arun(pipeline, question, root=f"pipeline {pipeline.name}")
+
+    def _default(self, top_k: int | None, filters: Filters | None) -> Pipeline:
+        return default_pipeline(self.components.retriever, self.config.query, top_k=top_k, filters=filters)
+
+    def _runner(self, cache: bool = True) -> PipelineRunner:
+        context = StepContext(
+            retriever=self.components.retriever, llm=self.components.llm.llm(cache=cache), prompt=self.prompt,
+            query=self.config.query, model=self.config.llm, prompts=self.config.prompts,
+        )  # fmt: skip
+        return PipelineRunner(context, self.components.tracing)
+
+    def _scope_managers(self, question: str, root: str) -> list[Any]:
+        """A query's scopes: its budget, its deadline, its root span."""
+        return [
+            self.components.llm.budget.query(),
+            deadline(self.config.reliability.deadline),
+            self.components.tracing.span(root, content={"ragline.query": question}),
+        ]
+
+    def _scope(self, question: str, root: str) -> QueryScope:
+        return QueryScope(*self._scope_managers(question, root))
+
+    def _run(self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True) -> Answer:
+        scope = self._scope(question, root)
+        try:
+            trace = scope.run(trace_id)
+            state = scope.run(self._runner(cache).run, pipeline.steps, QueryState(question=question))
+        except BaseException as error:
+            scope.close(error)
+            raise
+        scope.close()
+        return final_answer(pipeline, state, trace)
+
+    async def _arun(self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True) -> Answer:
+        with ExitStack() as stack:
+            for manager in self._scope_managers(question, root):
+                stack.enter_context(manager)
+            trace = trace_id()
+            state = await self._runner(cache).arun(pipeline.steps, QueryState(question=question))
+        return final_answer(pipeline, state, trace)
 
     def close(self) -> None:
-        store = self.__dict__.pop("store", None)
-        if store is not None:
-            store.close()
-        self._close_models()
-        embedder = self.__dict__.pop("embedder", None)
-        if embedder is not None and self._injected_embedder is None and hasattr(embedder, "close"):
-            embedder.close()  # a server embedder's connections
-        ingestor = self.__dict__.pop("_ingestor", None)
-        if ingestor is not None:
-            ingestor.cache.close()
-        ledger = self.__dict__.pop("ledger", None)
-        if ledger is not None:
-            ledger.close()
+        self.components.close()
 
     def __enter__(self) -> Rag:
         return self

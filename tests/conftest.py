@@ -57,7 +57,7 @@ def samples_store(_samples_store_template, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def local_llm():
-    from ragline.pipelines.providers.llamacpp import LlamaCppProvider
+    from ragline.llm.providers.llamacpp import LlamaCppProvider
 
     provider = LlamaCppProvider(n_threads=1)
     yield provider
@@ -69,7 +69,7 @@ def llama_server_url():
     """One real llama_cpp.server (bundled SmolLM2) on 127.0.0.1 for the whole session."""
     from llm_server import start_llama_server
 
-    from ragline.pipelines.providers import bundled_gguf_path
+    from ragline.llm.providers.llamacpp import bundled_gguf_path
 
     with start_llama_server(bundled_gguf_path()) as url:
         yield url

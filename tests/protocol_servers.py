@@ -19,13 +19,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ragline.pipelines.providers import (
-    ChatMessage,
-    ChatRequest,
-    Completion,
-    ProviderError,
-    StreamChunk,
-)
+from ragline.llm.base import ChatMessage, ChatRequest, Completion, ProviderError, StreamChunk
 
 API_KEY = "sk-test-4f9c1d2e-very-secret"  # what the servers expect; it must never leak
 RETRY_AFTER = 7  # seconds, sent with every 429

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from ragline.pipelines.reliability.breaker import BreakerSettings, CircuitBreaker
-from ragline.pipelines.reliability.budget import Budget, BudgetExceeded, BudgetLimits
+from ragline.llm.breaker import BreakerSettings, CircuitBreaker
+from ragline.llm.budget import Budget, BudgetExceeded, BudgetLimits
 
 
 class Clock:
@@ -89,7 +89,7 @@ def test_day_budget_is_shared_across_processes(tmp_path) -> None:
     first.close()
     script = (
         "import sys; from pathlib import Path\n"
-        "from ragline.pipelines.reliability.budget import Budget, BudgetLimits, BudgetExceeded\n"
+        "from ragline.llm.budget import Budget, BudgetLimits, BudgetExceeded\n"
         "b = Budget(BudgetLimits(per_day_usd=1.0), day_path=Path(sys.argv[1]))\n"
         "try:\n    b.reserve(0.5)\nexcept BudgetExceeded as e:\n    print('refused', e.scope)\n"
         "b.settle(b.reserve(0.2), 0.2); print(round(b.spent_today(), 6))\n"
@@ -102,7 +102,7 @@ def test_dead_process_reservations_are_dropped(tmp_path) -> None:
     path = tmp_path / "budget.sqlite"
     script = (
         "import os, sys; from pathlib import Path\n"
-        "from ragline.pipelines.reliability.budget import Budget, BudgetLimits\n"
+        "from ragline.llm.budget import Budget, BudgetLimits\n"
         "b = Budget(BudgetLimits(per_day_usd=1.0), day_path=Path(sys.argv[1]))\n"
         "b.reserve(0.9); os._exit(0)  # dies holding a reservation\n"
     )

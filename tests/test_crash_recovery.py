@@ -10,10 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 
 import ragline
-
-from conftest import ROOT
 
 # Small batches, so a failpoint with @N lands in the middle of a run.
 SMALL_BATCHES = {"RAGLINE_INGEST__BATCH_CHUNKS": "3"}

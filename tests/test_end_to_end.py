@@ -12,11 +12,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, SAMPLES
 
 import ragline
-from ragline.pipelines.providers.openai import OpenAIProvider
-
-from conftest import ROOT, SAMPLES
+from ragline.llm.providers.openai import OpenAIProvider
 
 QUESTION = "How many days of paid leave do new employees get?"
 EXPECTED_DOCUMENT = "employee-handbook.md"

@@ -114,8 +114,9 @@ def test_connection_refused_names_the_url() -> None:
 def test_configured_server_embeddings_ingest_and_retrieve(server: ProtocolServer, tmp_path, monkeypatch) -> None:
     """`[embedding] provider = "openai"` through `ragline.open`: ingest and search use the
     server's vectors, and the key comes from the named env var."""
-    import ragline
     from conftest import SAMPLES
+
+    import ragline
 
     monkeypatch.setenv("EMBED_KEY", API_KEY)
     settings = {"provider": "openai", "model": "all-MiniLM-L6-v2", "base_url": server.base_url("ok"), "api_key_env": "EMBED_KEY"}

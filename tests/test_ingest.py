@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import ragline
-from ragline.config import EmbeddingConfig
 from ragline.ingest.ledger import Ledger
+from ragline.retrieval.config import EmbeddingConfig
 from ragline.retrieval.embeddings import Embedder
 
 GOOD = {

@@ -9,8 +9,8 @@ import logging
 import numpy as np
 import pytest
 
-from ragline.config import EmbeddingConfig
 from ragline.retrieval import onnx_query
+from ragline.retrieval.config import EmbeddingConfig
 from ragline.retrieval.embeddings import Embedder, bundled_model_path
 
 QUERIES = ["What causes scurvy?", "Does vitamin D supplementation reduce fractures in older adults?",

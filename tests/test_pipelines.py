@@ -14,9 +14,10 @@ import yaml
 from conftest import ROOT
 
 import ragline
-from ragline.pipelines.pipeline import Pipeline, PipelineError, default_pipeline, load_pipeline
-from ragline.pipelines.steps import Branch, NoHits, Parallel, Respond, Retrieve, RewriteQuery, Synthesize, fuse
-from ragline.tracing import TraceStore
+from ragline.pipelines.pipeline import Pipeline, PipelineError, load_pipeline
+from ragline.pipelines.steps import Branch, NoHits, Parallel, Respond, Retrieve, RewriteQuery, Synthesize
+from ragline.retrieval.fusion import fuse
+from ragline.tracing.store import TraceStore
 
 QUESTION = "How many days of paid leave do new employees get?"
 NOT_FOUND = "Nothing in the documents answers this."
@@ -129,7 +130,9 @@ def test_async_run_matches_sync(store, embedder, local_llm, pipelines) -> None:
     with open_rag(store, embedder, local_llm, pipelines) as rag:
         sync = rag.run_pipeline("guarded", QUESTION)
         answers = asyncio.run(_gather(rag, "guarded", QUESTION, 2))
-    assert all(a.text == sync.text for a in answers)  # greedy decoding: the same answer
+    # The same retrieval, so the same sources; the text is the model's and is not compared
+    # across calls (llama.cpp's prompt-prefix reuse changes its arithmetic between requests).
+    assert all(a.text and a.sources == sync.sources for a in answers)
     assert len({a.trace_id for a in answers}) == 2
 
 
@@ -149,11 +152,6 @@ def test_multi_query_rewrite_searches_every_variant(store, embedder, local_llm, 
     assert rewrite.name == "step rewrite"
     assert rewrite.children[0].attributes["ragline.prompt.version"].startswith("multi_query@")
     assert answer.prompt_version.startswith("synthesis@")
-
-
-def test_default_pipeline_is_the_query_path() -> None:
-    assert [s.kind for s in default_pipeline(rerank=True).steps] == ["retrieve", "rerank", "synthesize"]
-    assert [s.kind for s in default_pipeline(rerank=False).steps] == ["retrieve", "synthesize"]
 
 
 def test_cli_pipeline_run_show_list(store, pipelines, tmp_path) -> None:

@@ -14,7 +14,12 @@ from ragline.pipelines.prompts import (
     builtin_prompt,
     content_hash,
 )
-from ragline.pipelines.synthesis import PROMPT_VERSION, build_messages
+
+PROMPT_VERSION = builtin_prompt("synthesis").version
+
+
+def build_messages(question, sources, prompt=None):
+    return (prompt or builtin_prompt("synthesis")).render(question=question, sources=sources)
 
 GREET = """{#
 description: Says hello.

@@ -1,5 +1,11 @@
 """In-process llama.cpp, and the OpenAI client against a real llama_cpp.server; failures of
-every HTTP protocol are in test_provider_protocols.py. Nothing of ours is mocked."""
+every HTTP protocol are in test_provider_protocols.py. Nothing of ours is mocked.
+
+Only what is deterministic on any CPU is asserted: the shape of answers and streams, usage
+bounds, exact prompt-token counts. Never that two requests give the same text: llama.cpp
+reuses the cached prompt prefix of the previous request (so the second of two identical
+requests evaluates fewer tokens in a different batch), which changes the arithmetic and, on
+some CPUs, the greedy pick of a 135M model."""
 
 from __future__ import annotations
 
@@ -12,13 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from protocol_servers import API_KEY, TOO_LONG, question
 
-from ragline.pipelines.providers import (
-    LlamaCppProvider,
-    LLMProvider,
-    OpenAIProvider,
-    ProviderError,
-    StreamChunk,
-)
+from ragline.llm.base import LLMProvider, ProviderError, StreamChunk
+from ragline.llm.providers.llamacpp import LlamaCppProvider
+from ragline.llm.providers.openai import OpenAIProvider
 
 REQUEST = question(max_tokens=16)
 
@@ -36,21 +38,22 @@ def _check_stream(chunks: list[StreamChunk], max_tokens: int) -> str:
     return text
 
 
-def _check_complete_and_stream(provider: LLMProvider) -> str:
-    done = provider.complete(REQUEST)
+def _check_completion(done, provider: LLMProvider, max_tokens: int = 16) -> None:
     assert done.text.strip() and done.provider == provider.name
     assert done.usage.prompt_tokens > 0
-    assert 0 < done.usage.completion_tokens <= 16
+    assert 0 < done.usage.completion_tokens <= max_tokens
     assert done.finish_reason in ("stop", "length")
 
-    streamed = _check_stream(list(provider.stream(REQUEST)), 16)
-    assert streamed == done.text  # greedy decoding: same text either way
-    return done.text
+
+def _check_complete_and_stream(provider: LLMProvider) -> None:
+    done = provider.complete(REQUEST)
+    _check_completion(done, provider)
+    _check_stream(list(provider.stream(REQUEST)), 16)
 
 
-async def _check_async(provider: LLMProvider, expected: str) -> None:
-    assert (await provider.acomplete(REQUEST)).text == expected
-    assert _check_stream([c async for c in provider.astream(REQUEST)], 16) == expected
+async def _check_async(provider: LLMProvider) -> None:
+    _check_completion(await provider.acomplete(REQUEST), provider)
+    _check_stream([c async for c in provider.astream(REQUEST)], 16)
     await provider.aclose()
 
 
@@ -60,33 +63,39 @@ async def _check_async(provider: LLMProvider, expected: str) -> None:
 def test_llamacpp_complete_and_stream(local_llm: LlamaCppProvider) -> None:
     assert local_llm.model == "SmolLM2-135M-Instruct.Q4_1"
     assert local_llm.context_window == local_llm.n_ctx == 2048
-    text = _check_complete_and_stream(local_llm)
-    done = local_llm.complete(REQUEST, timeout=0.001)  # documented: timeout is ignored
-    assert done.text == text
+    _check_complete_and_stream(local_llm)
+    _check_completion(local_llm.complete(REQUEST, timeout=0.001), local_llm)  # documented: timeout is ignored
 
 
 def test_llamacpp_counts_prompt_tokens_exactly(local_llm: LlamaCppProvider) -> None:
     done = local_llm.complete(REQUEST.model_copy(update={"max_tokens": 8}))
     last = list(local_llm.stream(REQUEST.model_copy(update={"max_tokens": 8})))[-1]
-    assert last.usage == done.usage
-    assert local_llm.count_prompt_tokens(REQUEST) == done.usage.prompt_tokens
+    assert last.usage.prompt_tokens == done.usage.prompt_tokens == local_llm.count_prompt_tokens(REQUEST)
+    assert 0 < last.usage.completion_tokens <= 8 and 0 < done.usage.completion_tokens <= 8
 
 
 def test_llamacpp_async_callers_are_serialised(local_llm: LlamaCppProvider) -> None:
-    """Many tasks share one llama.cpp context: the lock makes them take turns, so each gets
-    the same answer it would get alone (an unguarded context crashes or mixes sequences)."""
+    """Many tasks share one llama.cpp context: the lock makes them take turns, so each gets a
+    whole, well-formed answer of its own (an unguarded context crashes or mixes sequences)."""
     request = REQUEST.model_copy(update={"max_tokens": 6})
-    expected = local_llm.complete(request).text
+    prompt_tokens = local_llm.count_prompt_tokens(request)
 
-    async def run() -> list[str]:
-        async def streamed() -> str:
-            return "".join([c.delta async for c in local_llm.astream(request)])
+    async def run() -> tuple[list, list]:
+        async def streamed() -> list[StreamChunk]:
+            return [c async for c in local_llm.astream(request)]
 
-        calls = [local_llm.acomplete(request) for _ in range(3)] + [streamed() for _ in range(3)]
-        results = await asyncio.gather(*calls)
-        return [r if isinstance(r, str) else r.text for r in results]
+        completed = await asyncio.gather(*(local_llm.acomplete(request) for _ in range(3)))
+        streams = await asyncio.gather(*(streamed() for _ in range(3)))
+        mixed = await asyncio.gather(local_llm.acomplete(request), streamed(), local_llm.acomplete(request), streamed())
+        return [*completed, mixed[0], mixed[2]], [*streams, mixed[1], mixed[3]]
 
-    assert asyncio.run(run()) == [expected] * 6
+    completed, streams = asyncio.run(run())
+    for done in completed:
+        _check_completion(done, local_llm, max_tokens=6)
+        assert done.usage.prompt_tokens == prompt_tokens
+    for chunks in streams:
+        _check_stream(chunks, 6)
+        assert chunks[-1].usage.prompt_tokens == prompt_tokens
 
 
 def test_llamacpp_prompt_longer_than_context() -> None:
@@ -123,9 +132,9 @@ def _served(server_url: str) -> OpenAIProvider:
 
 def test_openai_against_llama_server_sync_and_async(server_url: str) -> None:
     provider = _served(server_url)
-    text = _check_complete_and_stream(provider)
+    _check_complete_and_stream(provider)
     provider.close()
-    asyncio.run(_check_async(_served(server_url), text))
+    asyncio.run(_check_async(_served(server_url)))
 
 
 def test_openai_context_length_from_a_real_server(server_url: str) -> None:

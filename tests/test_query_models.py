@@ -14,7 +14,7 @@ from conftest import ROOT
 from fault_proxy import FaultProxy
 
 import ragline
-from ragline.pipelines.reliability.budget import BudgetExceeded
+from ragline.llm.budget import BudgetExceeded
 
 QUESTION = "How many days of paid leave do new employees get?"
 API_KEY = "sk-file-secret-0b1c2d3e4f"

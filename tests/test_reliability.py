@@ -10,12 +10,12 @@ import time
 import pytest
 from fault_proxy import FaultProxy
 
-from ragline.pipelines.providers import OpenAIProvider
-from ragline.pipelines.providers.base import ChatMessage, ChatRequest, ProviderError, StreamInterrupted
-from ragline.pipelines.reliability.breaker import BreakerSettings, CircuitBreaker
-from ragline.pipelines.reliability.budget import Budget, BudgetExceeded, BudgetLimits
-from ragline.pipelines.reliability.chain import ChainFailed, ChainMember, ModelChain, RetryPolicy
-from ragline.pipelines.reliability.pricing import Price, worst_case_usage
+from ragline.llm.base import ChatMessage, ChatRequest, ProviderError, StreamInterrupted
+from ragline.llm.breaker import BreakerSettings, CircuitBreaker
+from ragline.llm.budget import Budget, BudgetExceeded, BudgetLimits
+from ragline.llm.chain import ChainFailed, ChainMember, ModelChain, RetryPolicy
+from ragline.llm.pricing import Price, worst_case_usage
+from ragline.llm.providers.openai import OpenAIProvider
 
 REQUEST = ChatRequest(messages=[ChatMessage(role="user", content="Say hello.")], max_tokens=4)
 FAST = RetryPolicy(backoff_base=0.01, backoff_max=2.0, deadline=60)
@@ -243,7 +243,7 @@ def test_load_200_concurrent_queries_with_a_flaky_primary(primary, backup) -> No
 
 
 def test_query_deadline_is_shared_by_every_call_inside(primary, backup) -> None:
-    from ragline.pipelines.reliability.chain import deadline
+    from ragline.llm.chain import deadline
 
     primary.set_default("hang")
     models = chain(member(primary, "primary", timeout=30.0), policy=FAST.model_copy(update={"deadline": None}))

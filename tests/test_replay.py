@@ -11,23 +11,23 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from llm_server import free_port
 
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatMessage,
     ChatRequest,
     Completion,
     LLMProvider,
     ProviderError,
 )
-from ragline.pipelines.providers.openai import OpenAIProvider
-from ragline.pipelines.reliability.chain import ChainMember, ModelChain
-from ragline.pipelines.reliability.replay import (
+from ragline.llm.chain import ChainMember, ModelChain
+from ragline.llm.providers.openai import OpenAIProvider
+from ragline.llm.wrappers.base import identity
+from ragline.llm.wrappers.replay import (
     Cassette,
     CassetteMiss,
     Recording,
     RecordingProvider,
     ReplayProvider,
 )
-from ragline.pipelines.reliability.wrapper import identity
 
 FAKE_KEY = "sk-ragline-test-0123456789abcdef"
 

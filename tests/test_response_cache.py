@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from llm_server import free_port
 
-from ragline.pipelines.providers.base import ChatMessage, ChatRequest, Completion
-from ragline.pipelines.reliability.cache import (
+from ragline.llm.base import ChatMessage, ChatRequest, Completion
+from ragline.llm.wrappers.cache import (
     CachedProvider,
     RedisResponseCache,
     ResponseCache,

@@ -1,8 +1,7 @@
-from ragline.models import Hit
-from ragline.models import Citation
+from ragline.models import Citation, Hit
+from ragline.pipelines.prompts import builtin_prompt
 from ragline.pipelines.synthesis import (
     attribute_citations,
-    build_messages,
     cited_numbers,
     number_sources,
     resolve_citations,
@@ -26,7 +25,7 @@ def test_sources_are_numbered_in_rank_order_and_truncated():
 
 def test_prompt_shows_each_numbered_source_and_the_question():
     sources = number_sources(_hits(2), max_chars=100)
-    system, user = build_messages("What is it?", sources)
+    system, user = builtin_prompt("synthesis").render(question="What is it?", sources=sources)
     assert system.role == "system" and "square brackets" in system.content
     assert "[1] (Doc 1, page 1) text 1" in system.content and "[2] (Doc 2) text 2" in system.content
     assert (user.role, user.content) == ("user", "What is it?")

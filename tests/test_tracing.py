@@ -15,8 +15,7 @@ from otlp_receiver import OtlpReceiver
 from typer.testing import CliRunner
 
 from ragline.cli_traces import traces_app
-from ragline.models import Attempt, Hit, Usage
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatMessage,
     ChatRequest,
     Completion,
@@ -24,15 +23,12 @@ from ragline.pipelines.providers.base import (
     ProviderError,
     StreamChunk,
 )
-from ragline.pipelines.reliability.cache import CachedProvider, SqliteResponseCache
-from ragline.tracing import (
-    ContextThreadPoolExecutor,
-    TraceStore,
-    TracingConfig,
-    current_trace_id,
-    record_hits,
-    setup_tracing,
-)
+from ragline.llm.wrappers.cache import CachedProvider, SqliteResponseCache
+from ragline.models import Attempt, Hit, Usage
+from ragline.tracing.config import TracingConfig
+from ragline.tracing.setup import setup_tracing
+from ragline.tracing.spans import ContextThreadPoolExecutor, current_trace_id, record_hits
+from ragline.tracing.store import TraceStore
 
 FAKE_KEY = "sk-test-" + "a1B2c3D4e5F6g7H8i9J0"
 
@@ -392,9 +388,10 @@ def test_disabled_tracing_is_a_no_op(tmp_path):
 
 def test_rag_query_is_one_trace_in_the_store(samples_store, embedder, local_llm):
     """Through `ragline.open`: a streamed query and its cache hit are traces in the store's
-    SQLite, each a query span over retrieve and chat spans, with the answer's trace id."""
+    SQLite, each a query span over the default pipeline's step spans (the model's chat span
+    under the synthesize step), with the answer's trace id."""
     import ragline
-    from ragline.tracing import TraceStore
+    from ragline.tracing.store import TraceStore
 
     question = "How many days of paid leave do new employees get?"
     with ragline.open(samples_store, embedder=embedder, provider=local_llm, llm={"max_tokens": 8}) as rag:
@@ -406,9 +403,12 @@ def test_rag_query_is_one_trace_in_the_store(samples_store, embedder, local_llm)
         trace = store.load(answer.trace_id)
         (root,) = trace.roots
         assert root.name == "query"
-        assert [child.name for child in root.children] == ["retrieve", f"chat {local_llm.model}"]
-        retrieve, chat = root.children
-        assert retrieve.attributes["ragline.retrieval.document_ids"][0] == answer.sources[0].document_id
+        assert [child.name for child in root.children] == ["step retrieve", "step rerank", "step synthesize"]
+        retrieve, rerank, synthesize = root.children
+        assert rerank.attributes["ragline.rerank.document_ids"][0] == answer.sources[0].document_id
+        assert len(retrieve.attributes["ragline.retrieval.document_ids"]) >= len(answer.sources)
+        (chat,) = synthesize.children
+        assert chat.name == f"chat {local_llm.model}"
         assert chat.attributes["ragline.cache.hit"] is cached
         assert chat.attributes["ragline.prompt.version"] == answer.prompt_version
         assert "ragline.query" not in root.attributes  # question text is opt-in

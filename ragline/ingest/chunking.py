@@ -20,7 +20,7 @@ from bisect import bisect_right
 from llama_index.core.node_parser import SentenceSplitter
 from nltk.tokenize.punkt import PunktSentenceTokenizer
 
-from ragline.config import ChunkingConfig
+from ragline.ingest.config import ChunkingConfig
 from ragline.ingest.parsing import PARSER_FINGERPRINT, ParsedDocument
 from ragline.models import Chunk
 

@@ -35,17 +35,18 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ragline.config import IngestConfig
 from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem
 from ragline.failpoints import failpoint
 from ragline.ingest.chunking import Chunker
+from ragline.ingest.config import IngestConfig
 from ragline.ingest.embedding_cache import EmbeddingCache
 from ragline.ingest.ledger import Ledger, LedgerEntry
 from ragline.ingest.loading import load_item
 from ragline.ingest.parsing import ParseError
 from ragline.models import Chunk, IngestError, IngestReport
-from ragline.retrieval.embeddings import Embedder
-from ragline.retrieval.store import StoredPoint, VectorStore
+from ragline.retrieval.embeddings import TextEmbedder
+from ragline.retrieval.points import chunk_point
+from ragline.retrieval.store import VectorStore
 
 # Chunks per embedder call: on SciFact, padding is 24% of the model's work when batches are
 # cut from 256 texts sorted by characters, 12% from 256 by word pieces, 2% from 2,048.
@@ -94,19 +95,6 @@ def _windows(batches: Iterator[list[_Parsed]]) -> Iterator[list[list[_Parsed]]]:
         yield window
 
 
-def chunk_point(chunk: Chunk, vector: list[float]) -> StoredPoint:
-    payload = {
-        **chunk.metadata,
-        "document_id": chunk.document_id,
-        "source": chunk.source,
-        "chunk_id": chunk.chunk_id,
-        "chunk_index": chunk.chunk_index,
-        "content_hash": chunk.content_hash,
-        "text": chunk.text,
-    }
-    return StoredPoint(id=chunk.chunk_id, vector=vector, payload=payload)
-
-
 def _progress(show: bool):
     if not show:
         return nullcontext()
@@ -127,7 +115,7 @@ class Ingestor:
         self,
         store: VectorStore,
         ledger: Ledger,
-        embedder: Embedder,
+        embedder: TextEmbedder,
         chunker: Chunker,
         cache: EmbeddingCache,
         config: IngestConfig | None = None,

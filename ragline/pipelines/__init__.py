@@ -1,1 +1,3 @@
-"""Query pipelines: grounded synthesis over retrieved chunks and the LLM providers behind it."""
+"""Query pipelines: typed steps (`steps`), the runner that executes them (`runner`), the
+prompt registry (`prompts`) and grounded synthesis (`synthesis`). The models they call are
+in `ragline.llm`."""

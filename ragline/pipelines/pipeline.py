@@ -16,6 +16,8 @@
 
 `Pipeline.from_dict(p.to_dict()) == p` for every pipeline, and a file written by `dump`
 loads back identical. Runs go through `Rag.run_pipeline` (sync) or `Rag.arun_pipeline`.
+
+"default" is built from the config (`default_pipeline`) and is what `Rag.query` runs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ragline.pipelines.steps import Rerank, Retrieve, StepSpec, Synthesize
+from ragline.pipelines.config import QueryConfig
+from ragline.pipelines.steps import Diversify, Rerank, Retrieve, StepSpec, Synthesize
+from ragline.retrieval.config import RetrievalConfig
+from ragline.retrieval.retriever import Retriever
+from ragline.retrieval.store import Filters
 
 SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 
@@ -69,13 +75,26 @@ class Pipeline(BaseModel):
             raise PipelineError(f"cannot write {path}: pipelines are written as .yaml or .json")
 
 
-def default_pipeline(rerank: bool) -> Pipeline:
-    """What `Rag.query` does, as a pipeline: retrieve, rerank when configured, synthesize."""
-    steps: list[Any] = [Retrieve(), Rerank()] if rerank else [Retrieve()]
-    return Pipeline(name="default", description="Retrieve, rerank, answer with citations.", steps=[*steps, Synthesize()])
+def default_pipeline(
+    retriever: Retriever, query: QueryConfig, *, top_k: int | None = None, filters: Filters | None = None
+) -> Pipeline:
+    """What `Rag.query` runs: the stages of `Retriever.retrieve` with the same depths and
+    settings (rerank and fusion, MMR as configured), then the answer from the best `top_k`."""
+    settings: RetrievalConfig = retriever.settings
+    top_k = top_k or query.top_k
+    rerank, mmr = retriever.reranker is not None, settings.mmr
+    steps: list[Any] = [Retrieve(top_k=retriever.depth(top_k, rerank=rerank, mmr=mmr), filters=filters, with_vectors=mmr)]
+    if rerank:
+        steps.append(Rerank(top_n=settings.rerank_top_n, fusion=settings.rerank_fusion))
+    if mmr:
+        steps.append(Diversify(top_n=settings.rerank_top_n, mmr_lambda=settings.mmr_lambda))
+    steps.append(Synthesize(top_k=top_k))
+    return Pipeline(name="default", description="Retrieve, rerank, answer with citations.", steps=steps)
 
 
 def load_pipeline(path: Path) -> Pipeline:
+    if path.stem == "default" and path.suffix in SUFFIXES:
+        raise PipelineError(f"{path}: 'default' is the built-in query path and cannot be redefined; rename the file")
     if not path.is_file():
         raise PipelineError(f"pipeline file {path} does not exist")
     try:
@@ -94,13 +113,14 @@ def load_pipeline(path: Path) -> Pipeline:
     return Pipeline.from_dict(data, where=str(path))
 
 
-def find_pipeline(name: str, folder: Path, *, rerank: bool) -> Pipeline:
-    """`name` from `folder` (NAME.yaml/.yml/.toml/.json); "default" is built in."""
+def find_pipeline(name: str, folder: Path) -> Pipeline:
+    """`name` from `folder` (NAME.yaml/.yml/.toml/.json). "default" is built in: ask the
+    caller's `default_pipeline` for it."""
+    if name == "default":
+        raise PipelineError("'default' is built in, not a file: use default_pipeline (or Rag.get_pipeline)")
     for suffix in SUFFIXES:
         candidate = folder / f"{name}{suffix}"
         if candidate.is_file():
             return load_pipeline(candidate)
-    if name == "default":
-        return default_pipeline(rerank)
     known = sorted({p.stem for s in SUFFIXES for p in folder.glob(f"*{s}")}) if folder.is_dir() else []
     raise PipelineError(f"no pipeline {name!r} in {folder} (known: {', '.join(known) or 'none'}; built in: default)")

@@ -29,7 +29,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from ragline.pipelines.providers.base import ChatMessage
+from ragline.llm.base import ChatMessage
 
 HASH_CHARS = 12
 ROLES = ("system", "user", "assistant")
@@ -268,3 +268,14 @@ class PromptRegistry:
 def builtin_prompt(name: str) -> Prompt:
     """A prompt shipped with ragline (read-only: nothing is stored next to the package)."""
     return PromptRegistry(BUILTIN_DIR, keep_versions=False).get(name)
+
+
+def find_prompt(ref: str, folder: Path) -> Prompt:
+    """A prompt by `name`, `name@label` or `name@hash`: `folder` first, then ragline's
+    built-in prompts for a bare name the folder does not have."""
+    try:
+        return PromptRegistry(folder).get(ref)
+    except PromptError:
+        if "@" in ref or (folder / f"{ref}.j2").exists():
+            raise  # an explicit version, or a broken file of the user's: never guess
+        return builtin_prompt(ref)

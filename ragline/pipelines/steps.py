@@ -2,8 +2,10 @@
 
 A step reads and returns a `QueryState`; a step that sets `state.answer` ends the pipeline.
 Every step is plain data (`kind` plus its settings), so a pipeline round-trips to a dict,
-YAML or TOML and loads back identical. Steps that call the LLM have native async versions;
-the others run in a worker thread (with the caller's context) when the pipeline is async.
+YAML or TOML and loads back identical. A work step gets a `StepContext` (its dependencies);
+`Branch` and `Parallel` only decide which steps run and how results merge: the runner
+(`ragline.pipelines.runner`) runs them. Steps that call the LLM have native async versions
+and stream; the others run in a worker thread (with the caller's context) when async.
 """
 
 from __future__ import annotations
@@ -12,19 +14,18 @@ import asyncio
 import contextvars
 import re
 from abc import abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragline.llm.base import ChatRequest, Completion, StreamChunk
+from ragline.llm.streams import StreamRecorder
 from ragline.models import Answer, Citation, Hit
-from ragline.pipelines.providers.base import ChatRequest, Completion
-from ragline.tracing import ContextThreadPoolExecutor
-
-if TYPE_CHECKING:
-    from ragline.app import Rag
-
-RRF_K = 60  # the usual reciprocal-rank-fusion constant
+from ragline.pipelines.context import StepContext
+from ragline.pipelines.synthesis import compose_answer, no_sources_answer
+from ragline.retrieval.fusion import fuse
 
 
 class QueryState(BaseModel):
@@ -33,15 +34,14 @@ class QueryState(BaseModel):
     question: str
     queries: list[str] = Field(default_factory=list, description="Rewrites to search with (empty: the question).")
     hits: list[Hit] = Field(default_factory=list)
+    vectors: dict[str, list[float]] = Field(
+        default_factory=dict, description="Dense vectors by chunk id, when a retrieve step fetched them (MMR)."
+    )
     answer: Answer | None = None
 
 
 class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-    @abstractmethod
-    def run(self, state: QueryState, rag: Rag) -> QueryState:
-        """This step's work on the state (sync)."""
 
     def to_dict(self) -> dict[str, Any]:
         """`kind` plus the settings that differ from their defaults (nested steps likewise)."""
@@ -52,8 +52,16 @@ class _Step(BaseModel):
                 data[name] = _plain(value)
         return data
 
-    async def arun(self, state: QueryState, rag: Rag) -> QueryState:
-        return await asyncio.to_thread(contextvars.copy_context().run, self.run, state, rag)
+
+class _WorkStep(_Step):
+    """A step that does work with its dependencies (everything but branch and parallel)."""
+
+    @abstractmethod
+    def run(self, state: QueryState, ctx: StepContext) -> QueryState:
+        """This step's work on the state (sync)."""
+
+    async def arun(self, state: QueryState, ctx: StepContext) -> QueryState:
+        return await asyncio.to_thread(contextvars.copy_context().run, self.run, state, ctx)
 
 
 def _plain(value: Any) -> Any:
@@ -66,44 +74,54 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def fuse(rankings: list[list[Hit]], top_k: int | None = None) -> list[Hit]:
-    """Reciprocal rank fusion of several hit lists by chunk; scores become RRF scores."""
-    scores: dict[str, float] = {}
-    first_seen: dict[str, Hit] = {}
-    for hits in rankings:
-        for rank, hit in enumerate(hits, start=1):
-            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-            first_seen.setdefault(hit.chunk_id, hit)
-    fused = sorted(first_seen, key=lambda chunk: -scores[chunk])
-    return [first_seen[c].model_copy(update={"score": scores[c]}) for c in fused][:top_k]
-
-
-class Retrieve(_Step):
+class Retrieve(_WorkStep):
     """First-stage search for the question (or each rewrite, fused by RRF)."""
 
     kind: Literal["retrieve"] = "retrieve"
     top_k: int = Field(20, ge=1)
     mode: Literal["dense", "sparse", "hybrid"] | None = None
     filters: dict | None = None
+    with_vectors: bool = Field(False, description="Fetch the hits' dense vectors for a later mmr step.")
 
-    def run(self, state: QueryState, rag: Rag) -> QueryState:
+    def run(self, state: QueryState, ctx: StepContext) -> QueryState:
         queries = state.queries or [state.question]
-        rankings = [rag.retrieve(q, self.top_k, self.filters, mode=self.mode, rerank=False, mmr=False) for q in queries]
+        vectors: dict[str, list[float]] = {}
+        rankings = []
+        for query in queries:
+            hits, found = ctx.retriever.search(query, self.top_k, self.filters, mode=self.mode, with_vectors=self.with_vectors)
+            rankings.append(hits)
+            vectors.update(found)
         hits = rankings[0] if len(rankings) == 1 else fuse(rankings, self.top_k)
-        return state.model_copy(update={"hits": hits})
+        return state.model_copy(update={"hits": hits, "vectors": vectors})
 
 
-class Rerank(_Step):
+class Rerank(_WorkStep):
     """Cross-encoder re-scoring of the best `top_n` hits against the original question."""
 
     kind: Literal["rerank"] = "rerank"
     top_n: int | None = Field(None, ge=1, description="Default: retrieval.rerank_top_n.")
+    fusion: Literal["rrf", "none"] | None = Field(None, description="Default: retrieval.rerank_fusion.")
 
-    def run(self, state: QueryState, rag: Rag) -> QueryState:
-        if rag.reranker is None:
-            raise ValueError("a rerank step needs a reranker: set retrieval.rerank to 'onnx' or 'sentence-transformers'")
-        top_n = self.top_n or rag.config.retrieval.rerank_top_n
-        return state.model_copy(update={"hits": rag.reranker.rerank(state.question, state.hits, top_n=top_n)})
+    def run(self, state: QueryState, ctx: StepContext) -> QueryState:
+        if not state.hits:
+            return state
+        hits = ctx.retriever.rerank(state.question, state.hits, top_n=self.top_n, fusion=self.fusion)
+        return state.model_copy(update={"hits": hits})
+
+
+class Diversify(_WorkStep):
+    """Maximal marginal relevance over the best `top_n` hits (fewer near-duplicates); needs a
+    retrieve step with `with_vectors: true` before it."""
+
+    kind: Literal["mmr"] = "mmr"
+    top_n: int | None = Field(None, ge=1, description="Default: retrieval.rerank_top_n.")
+    mmr_lambda: float | None = Field(None, ge=0.0, le=1.0, description="Default: retrieval.mmr_lambda.")
+
+    def run(self, state: QueryState, ctx: StepContext) -> QueryState:
+        if not state.hits:
+            return state
+        hits = ctx.retriever.diversify(state.hits, state.vectors, top_n=self.top_n, lambda_=self.mmr_lambda)
+        return state.model_copy(update={"hits": hits})
 
 
 @dataclass
@@ -114,44 +132,53 @@ class _Call:
     sources: list[Citation]
 
 
-class _LLMStep(_Step):
-    """A step that asks the model once: prepare the call, make it sync or async, apply it."""
+class ModelStep(_WorkStep):
+    """A step that asks the model once: prepare the call, make it (sync, async or streamed),
+    apply the answer."""
 
     max_tokens: int | None = Field(None, ge=1, description="Default: llm.max_tokens.")
 
     @abstractmethod
-    def prepare(self, state: QueryState, rag: Rag) -> _Call | None:
+    def prepare(self, state: QueryState, ctx: StepContext) -> _Call | None:
         """The call to make; None when there is nothing to ask."""
 
     @abstractmethod
-    def apply(self, state: QueryState, rag: Rag, done: Completion, call: _Call) -> QueryState:
+    def apply(self, state: QueryState, done: Completion, call: _Call) -> QueryState:
         """The state after the model answered."""
 
     def skipped(self, state: QueryState) -> QueryState:
         return state
 
-    def run(self, state: QueryState, rag: Rag) -> QueryState:
-        call = self.prepare(state, rag)
-        return self.skipped(state) if call is None else self.apply(state, rag, rag.llm.complete(call.request), call)
+    def run(self, state: QueryState, ctx: StepContext) -> QueryState:
+        call = self.prepare(state, ctx)
+        return self.skipped(state) if call is None else self.apply(state, ctx.llm.complete(call.request), call)
 
-    async def arun(self, state: QueryState, rag: Rag) -> QueryState:
-        call = self.prepare(state, rag)
+    async def arun(self, state: QueryState, ctx: StepContext) -> QueryState:
+        call = self.prepare(state, ctx)
         if call is None:
             return self.skipped(state)
-        return self.apply(state, rag, await rag.llm.acomplete(call.request), call)
+        return self.apply(state, await ctx.llm.acomplete(call.request), call)
 
-    def _call(self, rag: Rag, prompt_ref: str, sources: list[Citation] | None = None, **variables) -> _Call:
-        prompt = rag.prompt(prompt_ref)
+    def stream(self, state: QueryState, ctx: StepContext) -> Iterator[StreamChunk | QueryState]:
+        """`run` with the model's text deltas passed on as they come; the new state last."""
+        call = self.prepare(state, ctx)
+        if call is None:
+            yield self.skipped(state)
+            return
+        received = StreamRecorder()
+        for chunk in ctx.llm.stream(call.request):
+            received.take(chunk)
+            if chunk.delta:
+                yield chunk
+        yield self.apply(state, received.completion(ctx.llm.model), call)
+
+    def _call(self, ctx: StepContext, prompt_ref: str, sources: list[Citation] | None = None, **variables) -> _Call:
         if sources is not None:
             variables["sources"] = sources
-        request = ChatRequest(
-            messages=prompt.render(**variables), max_tokens=self.max_tokens or rag.config.llm.max_tokens,
-            temperature=rag.config.llm.temperature, prompt_version=prompt.version,
-        )  # fmt: skip
-        return _Call(request, sources or [])
+        return _Call(ctx.request(prompt_ref, max_tokens=self.max_tokens, **variables), sources or [])
 
 
-class RewriteQuery(_LLMStep):
+class RewriteQuery(ModelStep):
     """Search with more than the literal question: `multi_query` asks for `n` rephrasings,
     `hyde` for a hypothetical answer passage (dense search matches passages to passages)."""
 
@@ -160,10 +187,10 @@ class RewriteQuery(_LLMStep):
     n: int = Field(3, ge=1, le=10)
     prompt: str | None = Field(None, description="Default: the built-in prompt named like the strategy.")
 
-    def prepare(self, state: QueryState, rag: Rag) -> _Call:
-        return self._call(rag, self.prompt or self.strategy, question=state.question, n=self.n)
+    def prepare(self, state: QueryState, ctx: StepContext) -> _Call:
+        return self._call(ctx, self.prompt or self.strategy, question=state.question, n=self.n)
 
-    def apply(self, state: QueryState, rag: Rag, done: Completion, call: _Call) -> QueryState:
+    def apply(self, state: QueryState, done: Completion, call: _Call) -> QueryState:
         if self.strategy == "hyde":
             variants = [done.text.strip()]
         else:
@@ -172,35 +199,33 @@ class RewriteQuery(_LLMStep):
         return state.model_copy(update={"queries": [state.question, *[v for v in variants if v]]})
 
 
-class Synthesize(_LLMStep):
+class Synthesize(ModelStep):
     """The grounded answer from the best `top_k` hits, citing them as numbered sources."""
 
     kind: Literal["synthesize"] = "synthesize"
     top_k: int | None = Field(None, ge=1, description="Sources shown to the model; default: query.top_k.")
     prompt: str | None = Field(None, description="Default: [prompts] synthesis.")
 
-    def prepare(self, state: QueryState, rag: Rag) -> _Call | None:
-        sources = rag.numbered_sources(state.hits[: self.top_k or rag.config.query.top_k])
+    def prepare(self, state: QueryState, ctx: StepContext) -> _Call | None:
+        sources = ctx.sources(state.hits[: self.top_k or ctx.query.top_k])
         if not sources:
             return None
-        return self._call(rag, self.prompt or rag.config.prompts.synthesis, sources, question=state.question)
+        return self._call(ctx, self.prompt or ctx.prompts.synthesis, sources, question=state.question)
 
-    def apply(self, state: QueryState, rag: Rag, done: Completion, call: _Call) -> QueryState:
-        return state.model_copy(update={"answer": rag.compose_answer(done, call.sources, call.request)})
+    def apply(self, state: QueryState, done: Completion, call: _Call) -> QueryState:
+        return state.model_copy(update={"answer": compose_answer(done, call.sources, call.request)})
 
     def skipped(self, state: QueryState) -> QueryState:
-        from ragline.answering import NO_SOURCES_ANSWER
-
-        return state.model_copy(update={"answer": Answer(text=NO_SOURCES_ANSWER, model="none", trace_id="")})
+        return state.model_copy(update={"answer": no_sources_answer()})
 
 
-class Respond(_Step):
+class Respond(_WorkStep):
     """A fixed answer, no model call (e.g. the `then` of a no-good-hits branch)."""
 
     kind: Literal["respond"] = "respond"
     text: str
 
-    def run(self, state: QueryState, rag: Rag) -> QueryState:
+    def run(self, state: QueryState, ctx: StepContext) -> QueryState:
         return state.model_copy(update={"answer": Answer(text=self.text, model="none", trace_id="")})
 
 
@@ -233,11 +258,8 @@ class Branch(_Step):
     then: list[StepSpec]
     otherwise: list[StepSpec] = Field(default_factory=list)
 
-    def run(self, state: QueryState, rag: Rag) -> QueryState:
-        return rag.run_steps(self.then if self.when.holds(state) else self.otherwise, state)
-
-    async def arun(self, state: QueryState, rag: Rag) -> QueryState:
-        return await rag.arun_steps(self.then if self.when.holds(state) else self.otherwise, state)
+    def choose(self, state: QueryState) -> list[Any]:
+        return self.then if self.when.holds(state) else self.otherwise
 
 
 class Parallel(_Step):
@@ -249,16 +271,7 @@ class Parallel(_Step):
     merge: Literal["rrf", "concat"] = "rrf"
     top_k: int | None = Field(None, ge=1)
 
-    def run(self, state: QueryState, rag: Rag) -> QueryState:
-        with ContextThreadPoolExecutor(max_workers=len(self.branches)) as pool:
-            results = list(pool.map(lambda steps: rag.run_steps(steps, state), self.branches))
-        return self._merged(state, results)
-
-    async def arun(self, state: QueryState, rag: Rag) -> QueryState:
-        results = await asyncio.gather(*(rag.arun_steps(steps, state) for steps in self.branches))
-        return self._merged(state, list(results))
-
-    def _merged(self, state: QueryState, results: list[QueryState]) -> QueryState:
+    def merged(self, state: QueryState, results: list[QueryState]) -> QueryState:
         rankings = [r.hits for r in results]
         if self.merge == "rrf":
             hits = fuse(rankings, self.top_k)
@@ -268,12 +281,14 @@ class Parallel(_Step):
                 for hit in ranking:
                     first.setdefault(hit.chunk_id, hit)
             hits = list(first.values())[: self.top_k]
+        vectors = {chunk: vector for r in results for chunk, vector in r.vectors.items()}
         answer = next((r.answer for r in results if r.answer), None)
-        return state.model_copy(update={"hits": hits, "answer": answer})
+        return state.model_copy(update={"hits": hits, "vectors": vectors, "answer": answer})
 
 
 StepSpec = Annotated[
-    Union[Retrieve, Rerank, RewriteQuery, Synthesize, Respond, Branch, Parallel], Field(discriminator="kind")
+    Union[Retrieve, Rerank, Diversify, RewriteQuery, Synthesize, Respond, Branch, Parallel],
+    Field(discriminator="kind"),
 ]
 Branch.model_rebuild()
 Parallel.model_rebuild()

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import re
 
-from ragline.models import Citation, Hit
-from ragline.pipelines.prompts import Prompt, builtin_prompt
-from ragline.pipelines.providers.base import ChatMessage
+from ragline.llm.base import ChatRequest, Completion
+from ragline.models import Answer, Citation, Hit
 
-# The built-in prompt (ragline/pipelines/builtin_prompts/synthesis.j2); a prompts folder may override it.
-SYNTHESIS_PROMPT = builtin_prompt("synthesis")
-PROMPT_VERSION = SYNTHESIS_PROMPT.version
-
+NO_SOURCES_ANSWER = "No indexed document matches this question, so there is nothing to answer from."
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
@@ -27,13 +23,6 @@ def number_sources(hits: list[Hit], max_chars: int) -> list[Citation]:
         )
         for n, hit in enumerate(hits, start=1)
     ]
-
-
-def build_messages(question: str, sources: list[Citation], prompt: Prompt | None = None) -> list[ChatMessage]:
-    """Render the synthesis prompt (built-in unless given) for a question and its numbered
-    sources; the built-in puts instructions and sources in the system message and the bare
-    question in the user turn (small instruction-tuned models stay on task best that way)."""
-    return (prompt or SYNTHESIS_PROMPT).render(question=question, sources=sources)
 
 
 def cited_numbers(answer: str) -> list[int]:
@@ -92,3 +81,23 @@ def attribute_citations(answer: str, sources: list[Citation], min_share: float =
         if best is not None and share >= min_share and best not in cited:
             cited.append(best)
     return cited
+
+
+def compose_answer(done: Completion, sources: list[Citation], request: ChatRequest) -> Answer:
+    """The Answer for a completion over numbered sources: [n] markers resolved, or citations
+    attributed by word overlap when the model wrote none."""
+    text = done.text.strip()
+    citations = resolve_citations(text, sources)
+    attributed = not citations
+    if attributed:
+        citations = attribute_citations(text, sources)
+    return Answer(
+        text=text, citations=citations, citations_attributed=attributed and bool(citations),
+        sources=sources, model=done.model, usage=done.usage, cost_usd=done.cost_usd, trace_id="",
+        provider=done.provider, cached=done.cached, attempts=done.attempts, prompt_version=request.prompt_version,
+    )  # fmt: skip
+
+
+def no_sources_answer() -> Answer:
+    """What a query answers when retrieval found nothing: no model call is made."""
+    return Answer(text=NO_SOURCES_ANSWER, model="none", trace_id="")

@@ -18,6 +18,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from ragline.retrieval import filters as f
+from ragline.retrieval.fusion import RRF_K  # ServerStore's FusionQuery gets the same k from the server
 from ragline.retrieval.sparse import Bm25Documents, encode_query
 from ragline.retrieval.store import (
     INDEXED_KEYWORD_FIELDS,
@@ -33,8 +34,6 @@ from ragline.retrieval.store import (
 _CONFIG_FILE = "edge_config.json"
 # Ours, next to the engine's files: what the engine has no place for (the BM25 avg_len).
 _STATE_FILE = "ragline_store.json"
-# Qdrant's default RRF constant, which ServerStore's FusionQuery gets from the server.
-_RRF_K = 2
 
 
 def _condition(cond: f.Condition) -> Any:
@@ -259,7 +258,7 @@ class EdgeStore(VectorStore):
             request = qe.QueryRequest(
                 limit=top_k,
                 prefetches=[qe.Prefetch(limit, query=q, filter=native_filter) for q in (dense_query, sparse_query)],
-                query=qe.Fusion.Rrf(k=_RRF_K),
+                query=qe.Fusion.Rrf(k=RRF_K),
                 with_payload=True,
                 with_vector=vectors,
             )

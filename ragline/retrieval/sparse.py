@@ -12,11 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any
 
 import qdrant_edge as qe
-
-from ragline.retrieval.store import TEXT_FIELD
 
 # Spelled out rather than left to the language defaults, so an engine upgrade cannot change it.
 _TEXT_CONFIG = {
@@ -39,11 +36,6 @@ def _encoder(avg_len: float | None = None, b: float | None = None, k: float | No
 def encode_query(text: str) -> qe.SparseVector:
     """Weight 1 per unique term: the engine's IDF modifier does the rest."""
     return _encoder().embed_query(text)
-
-
-def document_text(payload: dict[str, Any]) -> str | None:
-    text = payload.get(TEXT_FIELD)
-    return text if isinstance(text, str) and text.strip() else None
 
 
 def count_tokens(text: str) -> int:

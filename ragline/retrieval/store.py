@@ -29,6 +29,12 @@ SearchMode = Literal["dense", "sparse", "hybrid"]
 Filters = dict[str, Any]
 
 
+def document_text(payload: dict[str, Any]) -> str | None:
+    """The text a point's BM25 vector is computed from (None: nothing to index)."""
+    text = payload.get(TEXT_FIELD)
+    return text if isinstance(text, str) and text.strip() else None
+
+
 class StoredPoint(BaseModel):
     """A point as written to the store: a UUID string id, the dense vector and its payload."""
 
@@ -60,8 +66,6 @@ class VectorStore(ABC):
         """Insert or overwrite points by id (idempotent for deterministic ids). Dense vector
         as given; BM25 from the payload text (a collection without the sparse vector gets
         dense only, so older collections stay writable)."""
-        from ragline.retrieval.sparse import document_text  # sparse builds on this module
-
         dim = self._collection_dim()
         for point in points:
             if len(point.vector) != dim:

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from pydantic import BaseModel, Field
 
-TRACES_FILE = "traces.sqlite"
+from ragline.tracing.config import TRACES_FILE
 
 _SCHEMA = """
 PRAGMA journal_mode=WAL;

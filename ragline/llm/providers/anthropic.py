@@ -5,19 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragline.models import Usage
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatRequest,
     Completion,
     ErrorKind,
     classify,
 )
-from ragline.pipelines.providers.http_common import (
+from ragline.llm.providers.http_common import (
     HttpProvider,
     StreamState,
     error_message,
     sse_data,
 )
+from ragline.models import Usage
 
 API_VERSION = "2023-06-01"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from ragline.llm.base import ChatRequest, LLMProvider
 from ragline.models import Usage
-from ragline.pipelines.providers.base import ChatRequest, LLMProvider
 
 # Tokens a chat template may add around each message, and once around the conversation.
 TEMPLATE_TOKENS_PER_MESSAGE = 8

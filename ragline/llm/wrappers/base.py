@@ -1,12 +1,10 @@
-"""The base of single-concern wrappers: an `LLMProvider` that forwards to another one, and
-the stream helpers of the wrappers that store completions (cache, record/replay)."""
+"""The base of single-concern wrappers: an `LLMProvider` that forwards to another one."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-from ragline.models import Usage
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatRequest,
     Completion,
     LLMProvider,
@@ -62,35 +60,3 @@ class WrapperProvider(LLMProvider):
 
     async def aclose(self) -> None:
         await self.wrapped.aclose()
-
-
-def completion_as_stream(hit: Completion) -> Iterator[StreamChunk]:
-    """A stored completion streamed back: its text, then a free, `cached` final chunk."""
-    if hit.text:
-        yield StreamChunk(delta=hit.text)
-    yield StreamChunk(
-        usage=hit.usage, finish_reason=hit.finish_reason, model=hit.model, provider=hit.provider,
-        cost_usd=0.0, cached=True,
-    )  # fmt: skip
-
-
-class StreamRecorder:
-    """Collects a stream into the Completion it amounts to."""
-
-    def __init__(self):
-        self.pieces: list[str] = []
-        self.final = StreamChunk()
-
-    def take(self, chunk: StreamChunk) -> StreamChunk:
-        if chunk.delta:
-            self.pieces.append(chunk.delta)
-        else:
-            self.final = chunk
-        return chunk
-
-    def completion(self, model: str) -> Completion:
-        final = self.final
-        return Completion(
-            text="".join(self.pieces), model=final.model or model, usage=final.usage or Usage(),
-            finish_reason=final.finish_reason, provider=final.provider,
-        )  # fmt: skip

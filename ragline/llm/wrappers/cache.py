@@ -15,13 +15,14 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatRequest,
     Completion,
     LLMProvider,
     StreamChunk,
 )
-from ragline.pipelines.reliability.wrapper import StreamRecorder, WrapperProvider, completion_as_stream
+from ragline.llm.streams import StreamRecorder, completion_as_stream
+from ragline.llm.wrappers.base import WrapperProvider
 
 REDIS_PREFIX = "ragline:llm-cache:"
 

@@ -16,15 +16,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
-from ragline.models import Attempt, Usage
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatRequest,
     Completion,
     ErrorKind,
@@ -33,9 +32,11 @@ from ragline.pipelines.providers.base import (
     StreamChunk,
     StreamInterrupted,
 )
-from ragline.pipelines.reliability.breaker import CircuitBreaker
-from ragline.pipelines.reliability.budget import Budget, Reservation
-from ragline.pipelines.reliability.pricing import Price, worst_case_usage
+from ragline.llm.breaker import CircuitBreaker
+from ragline.llm.budget import Budget, Reservation
+from ragline.llm.pricing import Price, worst_case_usage
+from ragline.llm.streams import StreamRecorder
+from ragline.models import Attempt, Usage
 
 TRANSIENT: frozenset[ErrorKind] = frozenset({"rate_limit", "server", "timeout", "connection", "malformed"})
 # Failures after which the provider may have done (and billed) the work: charged at worst case.
@@ -104,6 +105,8 @@ class ModelChain(LLMProvider):
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
         if not members:
             raise ValueError("a model chain needs at least one provider")
@@ -112,6 +115,7 @@ class ModelChain(LLMProvider):
         self.budget = budget or Budget()
         self._clock = clock
         self._rng = rng or random.Random()
+        self._sleep, self._asleep = sleep, asleep  # backoff waits; tests inject a fake clock's
 
     @property
     def model(self) -> str:
@@ -133,7 +137,7 @@ class ModelChain(LLMProvider):
             try:
                 completion = attempt.member.provider.complete(request, timeout=attempt.timeout)
             except ProviderError as error:
-                time.sleep(run.failed(attempt, error))
+                self._sleep(run.failed(attempt, error))
                 continue
             except BaseException:
                 run.abandon(attempt)
@@ -147,7 +151,7 @@ class ModelChain(LLMProvider):
             try:
                 completion = await attempt.member.provider.acomplete(request, timeout=attempt.timeout)
             except ProviderError as error:
-                await asyncio.sleep(run.failed(attempt, error))
+                await self._asleep(run.failed(attempt, error))
                 continue
             except BaseException:
                 run.abandon(attempt)
@@ -165,7 +169,7 @@ class ModelChain(LLMProvider):
             except ProviderError as error:
                 if attempt.text:
                     raise run.interrupted(attempt, error) from None
-                time.sleep(run.failed(attempt, error))
+                self._sleep(run.failed(attempt, error))
                 continue
             except BaseException:  # includes the consumer closing the stream early
                 run.abandon(attempt)
@@ -184,7 +188,7 @@ class ModelChain(LLMProvider):
             except ProviderError as error:
                 if attempt.text:
                     raise run.interrupted(attempt, error) from None
-                await asyncio.sleep(run.failed(attempt, error))
+                await self._asleep(run.failed(attempt, error))
                 continue
             except BaseException:
                 run.abandon(attempt)
@@ -208,20 +212,16 @@ class _Try:
     reservation: Reservation
     timeout: float | None
     started: float
-    pieces: list[str] = field(default_factory=list)
-    final: StreamChunk | None = None
+    received: StreamRecorder = field(default_factory=StreamRecorder)
 
     @property
     def text(self) -> str:
-        return "".join(self.pieces)
+        return self.received.text
 
     def take(self, chunk: StreamChunk) -> bool:
         """Keep a streamed chunk; True when it is a text delta for the caller."""
-        if chunk.delta:
-            self.pieces.append(chunk.delta)
-            return True
-        self.final = chunk
-        return False
+        self.received.take(chunk)
+        return bool(chunk.delta)
 
 
 class _Run:
@@ -277,8 +277,8 @@ class _Run:
         )
 
     def stream_done(self, attempt: _Try) -> StreamChunk:
-        final = attempt.final or StreamChunk()
-        usage = final.usage or Usage(completion_tokens=len(attempt.pieces))
+        final = attempt.received.final
+        usage = final.usage or Usage(completion_tokens=len(attempt.received.pieces))
         cost = self._finish(attempt, usage)
         return final.model_copy(
             update={
@@ -291,15 +291,20 @@ class _Run:
         """Record the failure; the seconds to wait before the next try, or raise the error
         when the policy neither retries nor falls back on its kind."""
         self._record_failure(attempt, error)
-        if error.kind in self.policy.retry_on and self.tries_here < self.policy.retries_per_provider:
+        retry_possible = (  # never wait for a retry that the attempt limit or an open breaker forbids
+            error.kind in self.policy.retry_on and self.tries_here < self.policy.retries_per_provider
+            and self.calls < self.policy.max_attempts and attempt.member.breaker.state != "open"
+        )  # fmt: skip
+        if retry_possible:
             delay = self._backoff(error.retry_after)
             remaining = self.remaining()
             if delay <= self.policy.backoff_max and (remaining is None or delay < remaining):
                 self.tries_here += 1
                 return delay
         if error.kind in self.policy.fallback_on:
-            if error.kind == "context_length":
-                self.min_window = attempt.member.provider.context_window
+            window = attempt.member.provider.context_window
+            if error.kind == "context_length" and window is not None:  # an unknown window teaches nothing
+                self.min_window = max(window, self.min_window or 0)
             self._advance()
             return 0.0
         error.attempts = list(self.attempts)  # type: ignore[attr-defined]
@@ -308,7 +313,7 @@ class _Run:
     def interrupted(self, attempt: _Try, error: ProviderError) -> StreamInterrupted:
         self._record_failure(attempt, error)
         interrupted = StreamInterrupted(
-            f"{attempt.member.name} failed after streaming {len(attempt.pieces)} pieces ({error}); "
+            f"{attempt.member.name} failed after streaming {len(attempt.received.pieces)} pieces ({error}); "
             "the partial answer is in .partial_text",
             provider=attempt.member.name, status=error.status, kind=error.kind, partial_text=attempt.text,
         )  # fmt: skip

@@ -17,15 +17,16 @@ from functools import partial
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from ragline.models import Attempt
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatRequest,
     Completion,
     LLMProvider,
     ProviderError,
     StreamChunk,
 )
-from ragline.pipelines.reliability.wrapper import WrapperProvider
+from ragline.llm.streams import StreamRecorder
+from ragline.llm.wrappers.base import WrapperProvider
+from ragline.models import Attempt
 
 # Makes the span current without ending it or touching its status: `_span` does both.
 _active = partial(trace.use_span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
@@ -139,29 +140,25 @@ async def _astep(span: Span, chunks: AsyncIterator[StreamChunk]) -> StreamChunk 
 
 
 class _StreamWatch:
-    """What a stream delivered so far: first-token time, text, its final chunk, whether it ended."""
+    """What a stream delivered so far (the shared collector), its first-token time, whether it ended."""
 
     def __init__(self, span: Span):
         self.span = span
         self.started = time.perf_counter()
-        self.parts: list[str] = []
-        self.final = StreamChunk()
+        self.received = StreamRecorder()
         self.ended = False
 
     def saw(self, chunk: StreamChunk) -> None:
-        if chunk.delta and not self.parts:
+        if chunk.delta and not self.received.pieces:
             self.span.set_attribute("ragline.stream.first_token_ms", (time.perf_counter() - self.started) * 1000)
-        if chunk.delta:
-            self.parts.append(chunk.delta)
-        if not chunk.delta or chunk.usage is not None:
-            self.final = chunk
+        self.received.take(chunk)
 
     def done(self, traced: TracedProvider) -> None:
         self.span.set_attribute("ragline.stream.complete", self.ended)
         if self.ended:
-            traced._finish(self.span, self.final, "".join(self.parts))
+            traced._finish(self.span, self.received.final, self.received.text)
         else:  # closed early or failed: say how far it got
-            self.span.set_attribute("ragline.stream.chars", sum(map(len, self.parts)))
+            self.span.set_attribute("ragline.stream.chars", len(self.received.text))
 
 
 def _record_attempts(span: Span, attempts: list[Attempt]) -> None:

@@ -1,8 +1,12 @@
 """The one small model protocol every LLM provider implements.
 
-Reliability (retry, fallback, breaker, cache, budget, tracing) are thin wrappers over this same
-protocol (`ragline.pipelines.reliability`), so a provider only knows how to speak its wire
-format and how to classify its failures into `ErrorKind`s the wrappers act on.
+A provider only speaks its wire format and classifies its failures into the `ErrorKind`s the
+layers above act on. Those layers are of two sorts, on purpose. Retry, fallback, circuit
+breaking and the budget live together in one chain (`ragline.llm.chain`), because they must
+share one attempt limit, one deadline and one cost reservation per try: stacked as separate
+wrappers, a fallback would restart the retries and a retry would escape the budget. The
+concerns that are independent of one call's tries (response cache, record/replay, tracing)
+are single-concern wrappers over this same protocol (`ragline.llm.wrappers`).
 """
 
 from __future__ import annotations

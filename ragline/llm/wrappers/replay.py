@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatRequest,
     Completion,
     ErrorKind,
@@ -34,7 +34,8 @@ from ragline.pipelines.providers.base import (
     StreamChunk,
     StreamInterrupted,
 )
-from ragline.pipelines.reliability.wrapper import StreamRecorder, WrapperProvider, completion_as_stream
+from ragline.llm.streams import StreamRecorder, completion_as_stream
+from ragline.llm.wrappers.base import WrapperProvider
 
 _PREVIEW_CHARS = 60
 
@@ -85,11 +86,8 @@ class Recording(BaseModel):
             return self.completion.model_copy(deep=True)
         recorder = StreamRecorder()
         for chunk in self.chunks or []:
-            recorder.take(chunk)
-        final = recorder.final
-        return recorder.completion(self.model).model_copy(
-            update={"cost_usd": final.cost_usd or 0.0, "cached": final.cached, "attempts": list(final.attempts)}
-        )
+            recorder.take(chunk.model_copy(deep=True))
+        return recorder.completion(self.model)
 
     def as_chunks(self) -> Iterator[StreamChunk]:
         if self.chunks is not None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ragline.llm.base import ChatRequest, Completion
+from ragline.llm.providers.http_common import HttpProvider, StreamState
 from ragline.models import Usage
-from ragline.pipelines.providers.base import ChatRequest, Completion
-from ragline.pipelines.providers.http_common import HttpProvider, StreamState
 
 
 class OllamaProvider(HttpProvider):

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ragline.models import Usage
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatMessage,
     ChatRequest,
     Completion,
@@ -21,6 +20,7 @@ from ragline.pipelines.providers.base import (
     ProviderError,
     StreamChunk,
 )
+from ragline.models import Usage
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import httpx
 
-from ragline.models import Usage
-from ragline.pipelines.providers.base import (
+from ragline.llm.base import (
     ChatRequest,
     Completion,
     ErrorKind,
@@ -28,6 +27,7 @@ from ragline.pipelines.providers.base import (
     classify,
     parse_retry_after,
 )
+from ragline.models import Usage
 
 _MAX_ERROR_CHARS = 500
 _SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)

@@ -1,0 +1,163 @@
+"""The composition root: every part of one store, built from one config in one place.
+
+Each part is built on first use, so `ragline retrieve` never loads the LLM and `ragline
+sources` never loads a model at all. Parts receive their dependencies here and never look
+anything up themselves. `close` releases what was built here in an explicit order (model
+stack, ingest caches, ledger, store, embedder, then tracing, which flushes last); parts
+the caller injected are the caller's to close.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ragline.config import RaglineConfig, secret_from_env
+from ragline.llm.base import LLMProvider
+from ragline.retrieval.embeddings import TextEmbedder
+
+T = TypeVar("T")
+
+EDGE_SHARD_DIR = "qdrant"
+LEDGER_FILE = "ledger.sqlite"
+EMBEDDING_CACHE_FILE = "embeddings.sqlite"
+
+# Close order, and how each part is released.
+_CLOSERS: dict[str, Callable[[Any], None]] = {
+    "llm": lambda stack: stack.close(),
+    "ingestor": lambda ingestor: ingestor.cache.close(),
+    "ledger": lambda ledger: ledger.close(),
+    "store": lambda store: store.close(),
+    "embedder": lambda embedder: embedder.close(),
+    "tracing": lambda tracing: tracing.shutdown(),
+}
+
+
+class Components:
+    def __init__(
+        self, config: RaglineConfig, *, embedder: TextEmbedder | None = None, provider: LLMProvider | None = None
+    ):
+        self.config = config
+        self.path = Path(config.store.path)
+        self._provider = provider
+        self._parts: dict[str, Any] = {}
+        self._owned: set[str] = set()
+        self._lock = threading.RLock()  # parallel pipeline branches may build parts at once
+        if embedder is not None:
+            self._parts["embedder"] = embedder
+
+    def _part(self, name: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if name not in self._parts:
+                self._parts[name] = build()
+                self._owned.add(name)
+            return self._parts[name]
+
+    @property
+    def store(self):
+        return self._part("store", self._build_store)
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        return self._part("embedder", self._build_embedder)
+
+    @property
+    def reranker(self):
+        return self._part("reranker", self._build_reranker)
+
+    @property
+    def ledger(self):
+        from ragline.ingest.ledger import Ledger
+
+        return self._part("ledger", lambda: Ledger(self.path / LEDGER_FILE))
+
+    @property
+    def ingestor(self):
+        return self._part("ingestor", self._build_ingestor)
+
+    @property
+    def retriever(self):
+        from ragline.retrieval.retriever import Retriever
+
+        return self._part(
+            "retriever", lambda: Retriever(self.store, self.embedder, self.config.retrieval, reranker=self.reranker)
+        )
+
+    @property
+    def tracing(self):
+        from ragline.tracing.setup import setup_tracing
+
+        return self._part("tracing", lambda: setup_tracing(self.config.tracing, self.path))
+
+    @property
+    def llm(self):
+        """The model stack (`ragline.llm.stack.LLMStack`)."""
+        from ragline.llm.stack import LLMStack
+
+        return self._part("llm", lambda: LLMStack(self.config, self.path, self.tracing, provider=self._provider))
+
+    def _build_store(self):
+        store = self.config.store
+        if store.kind == "server":
+            from ragline.retrieval.server_store import ServerStore
+
+            if not store.url:
+                raise ValueError("store.url is required when store.kind = 'server'")
+            location = store.url if store.url == ":memory:" else None
+            return ServerStore(
+                store.collection, url=None if location else store.url, location=location,
+                api_key=secret_from_env(store.api_key_env), dense_vector_name=store.dense_vector_name,
+                sparse_vector_name=store.sparse_vector_name, bm25_avg_len=store.bm25_avg_len,
+            )  # fmt: skip
+        from ragline.retrieval.edge_store import EdgeStore
+
+        return EdgeStore(
+            self.path / EDGE_SHARD_DIR, dense_vector_name=store.dense_vector_name,
+            sparse_vector_name=store.sparse_vector_name, bm25_avg_len=store.bm25_avg_len,
+            hnsw_threshold=store.hnsw_threshold,
+        )  # fmt: skip
+
+    def _build_embedder(self) -> TextEmbedder:
+        settings = self.config.embedding
+        if settings.provider == "openai":
+            from ragline.retrieval.http_embeddings import HttpEmbedder
+
+            return HttpEmbedder(
+                settings.model, base_url=settings.base_url, timeout=settings.timeout, batch_size=settings.batch_size,
+                api_key=secret_from_env(settings.api_key_env, settings.api_key_file),
+            )  # fmt: skip
+        from ragline.retrieval.embeddings import Embedder
+
+        return Embedder(settings)
+
+    def _build_reranker(self):
+        from ragline.retrieval.rerank import OnnxCrossEncoder, SentenceTransformersCrossEncoder
+
+        settings = self.config.retrieval
+        if settings.rerank == "onnx":
+            return OnnxCrossEncoder(settings.rerank_model, batch_size=settings.rerank_batch_size)
+        if settings.rerank == "sentence-transformers":
+            if not settings.rerank_model:
+                raise ValueError("retrieval.rerank_model is required when retrieval.rerank = 'sentence-transformers'")
+            return SentenceTransformersCrossEncoder(settings.rerank_model, batch_size=settings.rerank_batch_size)
+        return None
+
+    def _build_ingestor(self):
+        from ragline.ingest.chunking import Chunker
+        from ragline.ingest.embedding_cache import EmbeddingCache
+        from ragline.ingest.pipeline import Ingestor
+
+        return Ingestor(
+            self.store, self.ledger, self.embedder, Chunker(self.config.chunking),
+            EmbeddingCache(self.path / EMBEDDING_CACHE_FILE), self.config.ingest,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        with self._lock:
+            parts, owned = self._parts, self._owned
+            self._parts, self._owned = {}, set()
+        for name, release in _CLOSERS.items():
+            if name in parts and name in owned:
+                release(parts[name])

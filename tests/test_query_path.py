@@ -1,0 +1,83 @@
+"""One query path: `query`, `query_stream`, `aquery`, `run_pipeline("default")` and
+`retrieve` rank alike under every retrieval setting, over a real store with the real
+embedder and reranker; the model is a scripted `FakeProvider`, so answers compare exactly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import ragline
+from ragline.llm.fake import FakeProvider
+from ragline.models import Answer
+
+QUESTION = "How many days of paid leave do new employees get?"
+REPLY = "New employees get 25 days of paid leave [1]."
+
+SETTINGS = {
+    "default": {},
+    "mmr": {"mmr": True},
+    "no-fusion": {"rerank_fusion": "none"},
+    "no-rerank": {"rerank": "none"},
+    "no-rerank-mmr": {"rerank": "none", "mmr": True},
+    "dense": {"mode": "dense"},
+}
+
+
+def _open(store, embedder, retrieval, provider):
+    return ragline.open(store, embedder=embedder, provider=provider, retrieval=retrieval, cache={"enabled": False})
+
+
+def _ranked(answer: Answer) -> list[str]:
+    return [source.chunk_id for source in answer.sources]
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_every_way_of_asking_cites_what_retrieve_returns(samples_store, embedder, name) -> None:
+    fake = FakeProvider([REPLY])
+    with _open(samples_store, embedder, SETTINGS[name], fake) as rag:
+        top_k = rag.config.query.top_k
+        retrieved = [hit.chunk_id for hit in rag.retrieve(QUESTION, top_k=top_k)]
+        answer = rag.query(QUESTION)
+        piped = rag.run_pipeline("default", QUESTION)
+        *deltas, streamed = list(rag.query_stream(QUESTION))
+        awaited = asyncio.run(rag.aquery(QUESTION))
+        apiped = asyncio.run(rag.arun_pipeline("default", QUESTION))
+    assert len(retrieved) == top_k
+    for result in (answer, piped, streamed, awaited, apiped):
+        assert _ranked(result) == retrieved, name
+        assert result.text == REPLY and result.citations[0].chunk_id == retrieved[0]
+    assert "".join(d.delta for d in deltas) == REPLY
+    # Five answers, one request: every path rendered the same prompt over the same sources.
+    assert fake.calls == 5 and all(r == fake.requests[0] for r in fake.requests)
+
+
+def test_default_pipeline_follows_the_retrieval_settings(samples_store, embedder) -> None:
+    with _open(samples_store, embedder, {"mmr": True, "rerank_fusion": "none", "rerank_top_n": 12}, FakeProvider()) as rag:
+        steps = rag.get_pipeline("default").to_dict()["steps"]
+    assert steps == [
+        {"kind": "retrieve", "top_k": 12, "with_vectors": True},
+        {"kind": "rerank", "top_n": 12, "fusion": "none"},
+        {"kind": "mmr", "top_n": 12, "mmr_lambda": 0.4},
+        {"kind": "synthesize", "top_k": 4},
+    ]
+    with _open(samples_store, embedder, {"rerank": "none"}, FakeProvider()) as rag:
+        steps = rag.get_pipeline("default").to_dict()["steps"]
+    assert steps == [{"kind": "retrieve", "top_k": 4}, {"kind": "synthesize", "top_k": 4}]
+
+
+def test_query_arguments_reach_the_pipeline(samples_store, embedder) -> None:
+    fake = FakeProvider([REPLY])
+    with _open(samples_store, embedder, {}, fake) as rag:
+        two = rag.query(QUESTION, top_k=2)
+        nothing = rag.query(QUESTION, filters={"source": "nowhere"})
+    assert len(two.sources) == 2
+    assert nothing.model == "none" and nothing.sources == [] and fake.calls == 1  # no model call without sources
+
+
+def test_a_stream_without_sources_yields_the_fixed_answer(samples_store, embedder) -> None:
+    fake = FakeProvider([REPLY])
+    with _open(samples_store, embedder, {}, fake) as rag:
+        *deltas, answer = list(rag.query_stream(QUESTION, filters={"source": "nowhere"}))
+    assert "".join(d.delta for d in deltas) == answer.text and answer.model == "none" and fake.calls == 0
