@@ -1,12 +1,20 @@
-"""Session-wide fixtures: real models are loaded once per test session."""
+"""Session-wide fixtures for both layers: real models are loaded once per test session.
+
+`unit/` runs without model servers or CLI subprocesses; `integration/` has the real llama.cpp
+server, fault proxies, subprocesses and the shared example documents. The servers and
+proxies the tests start live in `support/` (importable as top-level modules).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

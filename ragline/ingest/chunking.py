@@ -17,11 +17,10 @@ import re
 import uuid
 from bisect import bisect_right
 
-from llama_index.core.node_parser import SentenceSplitter
 from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 from ragline.ingest.config import ChunkingConfig
-from ragline.ingest.parsing import PARSER_FINGERPRINT, ParsedDocument
+from ragline.ingest.documents import PARSER_FINGERPRINT, ParsedDocument
 from ragline.models import Chunk
 
 # Bump when the chunk texts for the same document and config change.
@@ -57,6 +56,9 @@ def chunk_id(*, source: str, document_id: str, chunk_index: int, content_hash: s
 
 class Chunker:
     def __init__(self, config: ChunkingConfig | None = None):
+        # llama-index (and, through it, httpx and torch) loads with the first Chunker, not on import.
+        from llama_index.core.node_parser import SentenceSplitter
+
         self.config = config or ChunkingConfig()
         self._splitter = SentenceSplitter(
             chunk_size=self.config.chunk_size,

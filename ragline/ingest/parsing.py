@@ -10,11 +10,10 @@ import importlib
 import os
 import re
 from collections.abc import Callable
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from ragline.ingest.documents import ParsedDocument, ParsedElement, ParseError
 
 
 def _offline_unstructured() -> None:
@@ -67,38 +66,12 @@ from unstructured.errors import UnprocessableEntityError  # noqa: E402
 from unstructured.file_utils.encoding import detect_file_encoding  # noqa: E402
 from unstructured.partition.text import element_from_text  # noqa: E402
 
-# Bump when parsing output changes for the same input, so stored chunks get rebuilt.
-PARSER_FINGERPRINT = (
-    f"ragline-parse/1;unstructured={package_version('unstructured')};pdfminer={package_version('pdfminer.six')}"
-)
-
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 _OOXML = {".docx", ".pptx", ".xlsx"}
 _SKIPPED_TYPES = {"PageBreak"}
 # A title needs a real word: rotated PDF text (arXiv stamps) comes out as letter salad like "n u J".
 _WORD = re.compile(r"[^\W\d_]{2,}")
-
-
-class ParseError(ValueError):
-    """A file that cannot be turned into text; the message names the file and the reason."""
-
-    def __init__(self, path: Path | str, reason: str):
-        self.path = path  # a file path, or a URL / record id for documents that are not files
-        self.reason = reason
-        super().__init__(f"cannot parse {path}: {reason}")
-
-
-class ParsedElement(BaseModel):
-    text: str
-    element_type: str
-    page_number: int | None = None
-
-
-class ParsedDocument(BaseModel):
-    path: Path
-    title: str | None
-    elements: list[ParsedElement]
 
 
 def _partition_pdf(path: Path) -> list[Element]:

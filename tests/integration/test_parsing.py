@@ -14,7 +14,7 @@ import pytest
 from ragline.ingest.chunking import Chunker, ChunkingConfig, tokenize
 from ragline.ingest.parsing import SUPPORTED_EXTENSIONS, ParsedDocument, ParsedElement, ParseError, parse_file
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 METADATA_KEYS = {"document_id", "source", "title", "page_number", "element_type"}
 
 

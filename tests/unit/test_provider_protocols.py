@@ -217,8 +217,8 @@ def test_stream_cut_midway_is_connection_with_partial_text(
 
 def test_stream_stalls_past_timeout_with_partial_text(make: Make) -> None:
     """The timeout bounds the wait for each next piece: the server sends two pieces at once,
-    then falls silent for longer than the 2 s timeout."""
-    for error in _stream_failures(make, "stall", timeout=2.0):
+    then falls silent for longer than the 1 s timeout."""
+    for error in _stream_failures(make, "stall", timeout=1.0):
         assert error.kind == "timeout" and error.partial_text
 
 

@@ -1,0 +1,35 @@
+"""What parsing produces, apart from the parser itself (which loads unstructured): the
+chunker, the loader and connectors depend on these types without importing a parser."""
+
+from __future__ import annotations
+
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+from pydantic import BaseModel
+
+# Bump when parsing output changes for the same input, so stored chunks get rebuilt.
+PARSER_FINGERPRINT = (
+    f"ragline-parse/1;unstructured={package_version('unstructured')};pdfminer={package_version('pdfminer.six')}"
+)
+
+
+class ParseError(ValueError):
+    """A file that cannot be turned into text; the message names the file and the reason."""
+
+    def __init__(self, path: Path | str, reason: str):
+        self.path = path  # a file path, or a URL / record id for documents that are not files
+        self.reason = reason
+        super().__init__(f"cannot parse {path}: {reason}")
+
+
+class ParsedElement(BaseModel):
+    text: str
+    element_type: str
+    page_number: int | None = None
+
+
+class ParsedDocument(BaseModel):
+    path: Path
+    title: str | None
+    elements: list[ParsedElement]
