@@ -5,8 +5,14 @@ embedder and reranker; the model is a scripted `FakeProvider`, so answers compar
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 
 import pytest
+from conftest import ROOT
+from protocol_servers import API_KEY, OpenAIHandler, ProtocolServer
 
 import ragline
 from ragline.llm.fake import FakeProvider
@@ -81,3 +87,37 @@ def test_a_stream_without_sources_yields_the_fixed_answer(samples_store, embedde
     with _open(samples_store, embedder, {}, fake) as rag:
         *deltas, answer = list(rag.query_stream(QUESTION, filters={"source": "nowhere"}))
     assert "".join(d.delta for d in deltas) == answer.text and answer.model == "none" and fake.calls == 0
+
+
+CITE_ALL = "New employees get 25 days of paid leave [1][2][3][4]."
+
+
+def _cli(*args: str) -> dict:
+    run = subprocess.run(
+        [sys.executable, "-m", "ragline", *args, "--json"], capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "RAGLINE_TEST_KEY": API_KEY},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("retrieval", ["", "mmr = true\nrerank_fusion = \"none\"\n"])
+def test_cli_query_and_pipeline_run_default_cite_what_retrieve_returns(samples_store, tmp_path, retrieval) -> None:
+    """The real CLI, each command in its own process; the model is an OpenAI-compatible
+    server on 127.0.0.1 answering from a script, so the answers compare exactly too."""
+    backend = FakeProvider([CITE_ALL], name="backend", model="scripted")
+    with ProtocolServer(OpenAIHandler, backend, API_KEY) as server:
+        config = tmp_path / "ragline.toml"
+        config.write_text(
+            f'[llm]\nprovider = "openai"\nmodel = "scripted"\nbase_url = "{server.base_url()}"\n'
+            f'api_key_env = "RAGLINE_TEST_KEY"\n\n[cache]\nenabled = false\n\n[retrieval]\n{retrieval}'
+        )
+        common = ["--store", str(samples_store), "--config", str(config)]
+        queried = _cli("query", QUESTION, *common)
+        piped = _cli("pipeline", "run", "default", QUESTION, *common)
+        hits = _cli("retrieve", QUESTION, "--top-k", "4", *common)["hits"]
+        bodies = [body for _, body in server.requests]
+    assert [c["chunk_id"] for c in queried["citations"]] == [h["chunk_id"] for h in hits]
+    assert [c["chunk_id"] for c in piped["citations"]] == [h["chunk_id"] for h in hits]
+    assert queried["answer"] == piped["answer"] == CITE_ALL
+    assert len(bodies) == 2 and bodies[0]["messages"] == bodies[1]["messages"]
