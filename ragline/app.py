@@ -144,6 +144,12 @@ class Rag:
         """Every ingested source with its document/chunk counts and last run (`SourceSummary`)."""
         return self.ledger.sources()
 
+    def check(self, *, repair: bool = False):
+        """Compare the index with the ledger, point id by point id, per source
+        (`Reconciliation`s); `repair` fixes what it can and leaves damaged documents for the
+        next `ingest` to re-process (every ingest also reconciles its source by point counts)."""
+        return self.components.ingestor.check(repair_found=repair)
+
     # --- retrieval ---
 
     def retrieve(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,8 +24,11 @@ from ragline.cli_output import (
     RecordOption,
     ReplayOption,
     StoreOption,
+    ClickException,
     answer_json,
     err,
+    error_json,
+    fail,
     out,
     print_sources,
     replay_overrides,
@@ -147,6 +152,36 @@ def sources(store: StoreOption = None, config: ConfigOption = None, as_json: Jso
 
 
 @app.command()
+def check(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Adopt or delete points the ledger does not own; mark damaged documents.")
+    ] = False,
+    store: StoreOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare the index with the ledger point by point; exit 3 when they disagree (unless repaired)."""
+    with _opened(store, config) as rag:
+        results = rag.check(repair=repair)
+    consistent = all(result.consistent for result in results)
+    if as_json:
+        _emit_json({"consistent": consistent, "repaired": repair and not consistent,
+                    "sources": [result.as_dict() for result in results]})
+    else:
+        table = Table("source", "points expected", "points found", "damaged documents", "orphan documents", "stray points")
+        for r in results:
+            table.add_row(escape(r.source), str(r.expected_points), str(r.found_points), str(len(r.damaged)),
+                          str(len(r.adopted)), str(len(r.stray)))
+        out.print(table)
+        if not consistent:
+            damaged = sum(len(r.damaged) + len(r.adopted) for r in results)
+            advice = "repaired; run `ragline ingest` to re-process" if repair else "run `ragline check --repair`, then `ragline ingest` to re-process"
+            err.print(f"index and ledger disagree: {advice} {damaged} documents")
+    if not consistent and not repair:
+        raise typer.Exit(EXIT_PARTIAL_FAILURE)
+
+
+@app.command()
 def optimize(store: StoreOption = None, config: ConfigOption = None) -> None:
     """Build HNSW indexes in the embedded store (ingest does this too when it wrote anything)."""
     with _opened(store, config) as rag:
@@ -260,8 +295,7 @@ def eval_retrieval(
     try:
         query_texts, judgments = load_queries(queries), load_qrels(qrels)
     except ValueError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc, kind="input")
     settings = {"rerank_top_n": rerank_top_n} if rerank_top_n else {}
     with _opened(store, config, retrieval=settings) as rag:
         mode = mode or rag.config.retrieval.mode
@@ -284,3 +318,27 @@ def eval_retrieval(
     table.add_row(result.mode, "yes" if result.rerank else "no", str(result.queries),
                   *(f"{v:.4f}" for v in (result.ndcg_at_10, result.recall_at_10, result.recall_at_100, result.mrr_at_10)))
     out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `ragline` command. With `--json`, every failure is one JSON object on stdout too
+    (`{"error": {"kind", "message", ...}}`): usage errors (exit 2) and unexpected ones (exit 1,
+    the traceback on stderr) here, the rest where commands catch them (`cli_output.fail`)."""
+    args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args
+    try:
+        code = app(args=args, prog_name="ragline", standalone_mode=False)
+    except ClickException as exc:
+        exc.show()
+        if as_json:
+            _emit_json(error_json(exc.format_message(), "usage"))
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except Exception as exc:  # a bug of ours: the traceback is for a report, the JSON for the caller
+        traceback.print_exc()
+        if as_json:
+            _emit_json(error_json(f"{type(exc).__name__}: {exc}", "internal"))
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

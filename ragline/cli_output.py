@@ -6,7 +6,7 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,6 +14,12 @@ from rich.markup import escape
 
 import ragline
 from ragline.models import Answer
+
+try:  # typer 0.2x vendors click as a private package; older releases use click itself
+    from typer._click.exceptions import ClickException  # noqa: F401 - cli.main catches it
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import ClickException, get_current_context  # noqa: F401
 
 out = Console()
 err = Console(stderr=True)
@@ -24,6 +30,44 @@ def emit_json(payload: dict[str, Any]) -> None:
     """`--json` output: one JSON object on stdout and nothing else."""
     sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def json_requested() -> bool:
+    """Whether the running command was given `--json` (read from click's context, so every
+    command and error path agrees without passing the flag around)."""
+    context = get_current_context(silent=True)
+    return bool(context and context.params.get("as_json"))
+
+
+def error_json(error: BaseException | str, kind: str | None = None) -> dict[str, Any]:
+    """`{"error": {...}}`: kind and message, plus what a caller can act on (a provider's
+    status and Retry-After, every attempt of a failed chain, a budget's numbers)."""
+    from ragline.config import ConfigError
+    from ragline.llm.base import ProviderError
+    from ragline.llm.budget import BudgetExceeded
+
+    body: dict[str, Any] = {"kind": kind or "error", "message": str(error)}
+    if isinstance(error, ProviderError):
+        body |= {"kind": kind or error.kind, "provider": error.provider, "status": error.status,
+                 "retry_after": error.retry_after}
+        if attempts := getattr(error, "attempts", None):
+            body["attempts"] = [attempt.model_dump() for attempt in attempts]
+        if error.partial_text:
+            body["partial_text"] = error.partial_text
+    elif isinstance(error, BudgetExceeded):
+        body |= {"kind": kind or "budget", "scope": error.scope, "limit_usd": error.limit, "spent_usd": error.spent,
+                 "needed_usd": error.needed}
+    elif isinstance(error, ConfigError):
+        body["kind"] = kind or "config"
+    return {"error": body}
+
+
+def fail(error: BaseException | str, *, kind: str | None = None, code: int = 1) -> NoReturn:
+    """End the command: the message on stderr, and with `--json` the error object on stdout."""
+    err.print(f"[red]error:[/] {escape(str(error))}")
+    if json_requested():
+        emit_json(error_json(error, kind))
+    raise typer.Exit(code)
 
 
 StoreOption = Annotated[
@@ -48,13 +92,13 @@ def opened(store: Path | None, config: Path | None, **overrides: Any):
     try:
         rag = ragline.open(store, config_file=config, **overrides)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc)
     try:
         yield rag
+    except typer.Exit:
+        raise
     except (ValueError, RuntimeError) as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc)
     finally:
         rag.close()
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ragline.cli_output import emit_json as _emit_json
+from ragline.cli_output import fail
 from ragline.pipelines.prompts import Prompt, PromptError, PromptRegistry
 from ragline.pipelines.prompts import diff as diff_prompts
 
@@ -36,8 +37,7 @@ def _registry(folder: Path) -> Iterator[PromptRegistry]:
     try:
         yield PromptRegistry(folder)
     except PromptError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc, kind="prompt")
 
 
 def _prompt_json(prompt: Prompt) -> dict[str, Any]:

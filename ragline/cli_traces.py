@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ragline.cli_output import emit_json
+from ragline.cli_output import emit_json, fail
 from ragline.tracing.render import trace_html, trace_tree
 from ragline.tracing.store import SpanNode, Trace, TraceNotFound, TraceStore
 
@@ -31,8 +31,7 @@ def _store(store: Path) -> TraceStore:
     try:
         return TraceStore.in_store(store)
     except FileNotFoundError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1) from None
+        fail(exc, kind="not_found")
 
 
 def _load(store: Path, trace_id: str) -> Trace:
@@ -40,8 +39,7 @@ def _load(store: Path, trace_id: str) -> Trace:
     try:
         return reader.load(trace_id)
     except TraceNotFound as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1) from None
+        fail(exc, kind="not_found")
     finally:
         reader.close()
 

@@ -9,6 +9,7 @@ the caller injected are the caller's to close.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from ragline.llm.base import LLMProvider
 from ragline.retrieval.embeddings import TextEmbedder
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 EDGE_SHARD_DIR = "qdrant"
 LEDGER_FILE = "ledger.sqlite"
@@ -81,9 +83,24 @@ class Components:
     def retriever(self):
         from ragline.retrieval.retriever import Retriever
 
-        return self._part(
-            "retriever", lambda: Retriever(self.store, self.embedder, self.config.retrieval, reranker=self.reranker)
-        )
+        def build() -> Retriever:
+            self._warn_if_index_and_ledger_disagree()
+            return Retriever(self.store, self.embedder, self.config.retrieval, reranker=self.reranker)
+
+        return self._part("retriever", build)
+
+    def _warn_if_index_and_ledger_disagree(self) -> None:
+        """Queries over a store whose index lost points would quietly miss documents: say so
+        once, when a store is first searched (two counts; ingest and `check` repair it)."""
+        if not (self.path / LEDGER_FILE).is_file():
+            return
+        expected = sum(summary.chunks for summary in self.ledger.sources())
+        found = self.store.count()
+        if expected != found:
+            log.warning(
+                "store %s: the index holds %d points but the ledger expects %d; results may miss documents. "
+                "Run `ragline check --repair`, then `ragline ingest`.", self.path, found, expected,
+            )  # fmt: skip
 
     @property
     def tracing(self):

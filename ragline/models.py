@@ -47,11 +47,12 @@ class IngestReport(BaseModel):
     deleted: int = 0
     failed: int = 0
     chunks_embedded: int = 0
+    reconciled: int = Field(0, description="Documents re-processed or adopted because index and ledger disagreed.")
     errors: list[IngestError] = Field(default_factory=list)
 
     def merge(self, other: IngestReport) -> None:
         """Add another run's counts and errors to this report (one report per CLI call)."""
-        for field in ("added", "updated", "unchanged", "deleted", "failed", "chunks_embedded"):
+        for field in ("added", "updated", "unchanged", "deleted", "failed", "chunks_embedded", "reconciled"):
             setattr(self, field, getattr(self, field) + getattr(other, field))
         self.errors.extend(other.errors)
 

@@ -1,5 +1,9 @@
 """Local files: a root directory (or one file), include/exclude globs, no hidden files,
-and never a symlink that leads out of the root."""
+and never a symlink that leads out of the root.
+
+A listing error is never a deletion: a directory that cannot be listed (permissions, a flaky
+network mount) keeps every known document below it, and a file that cannot be read keeps
+its previous version; both are reported as failed, and the rest of the source ingests."""
 
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ class FilesystemConnector(Connector):
             raise ConnectorError(f"path {config.root} does not exist")
         self.config = config
         self.root = root.resolve()
+        self.errors: list[tuple[str, str]] = []
+        self.keep: set[str] = set()
+        self._unlisted: list[tuple[str, str]] = []
 
     @property
     def source(self) -> str:
@@ -40,32 +47,53 @@ class FilesystemConnector(Connector):
             return False
         return not any(fnmatch(relative, pattern) for pattern in self.config.exclude)
 
+    def _relative(self, path: Path) -> str:
+        return path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
+
     def _paths(self) -> Iterator[Path]:
         if self.root.is_file():
             yield self.root
             return
-        for directory, subdirs, files in os.walk(self.root, followlinks=False):
+
+        def unlistable(error: OSError) -> None:
+            where = Path(error.filename) if error.filename else self.root
+            self._unlisted.append((self._relative(where), f"cannot list directory: {error.strerror or error}"))
+
+        for directory, subdirs, files in os.walk(self.root, onerror=unlistable, followlinks=False):
             subdirs.sort()
             for name in sorted(files):
                 path = Path(directory) / name
-                # A symlinked file is fine while its target stays inside the root.
-                if path.is_symlink() and not path.resolve().is_relative_to(self.root):
-                    continue
-                if path.is_file():
-                    yield path
+                try:
+                    # A symlinked file is fine while its target stays inside the root.
+                    if path.is_symlink() and not path.resolve(strict=True).is_relative_to(self.root):
+                        continue
+                    if path.is_file():
+                        yield path
+                except (OSError, RuntimeError) as exc:  # a dangling link or a symlink loop
+                    self.errors.append((self._relative(path), f"cannot resolve: {exc}"))
 
     def items(self, known: Mapping[str, KnownDocument]) -> Iterator[SourceItem]:
         """Files under the root; a file whose mtime and size match the last run is not re-read
         (the same trust make and rsync place in them)."""
+        self.errors, self.keep, self._unlisted = [], set(), []
         single_file = self.root.is_file()
         for path in self._paths():
-            relative = path.name if single_file else path.relative_to(self.root).as_posix()
+            relative = self._relative(path)
             if not single_file and not self._wanted(relative):
                 continue
-            stat = path.stat()
-            version = f"{stat.st_mtime_ns}:{stat.st_size}"
-            previous = known.get(relative)
-            content_hash = previous.content_hash if previous and previous.version == version else sha256_file(path)
+            try:
+                stat = path.stat()
+                version = f"{stat.st_mtime_ns}:{stat.st_size}"
+                previous = known.get(relative)
+                content_hash = previous.content_hash if previous and previous.version == version else sha256_file(path)
+            except OSError as exc:
+                self.errors.append((relative, f"cannot read: {exc.strerror or exc}"))
+                self.keep.add(relative)
+                continue
             yield SourceItem(
                 document_id=relative, source=self.source, path=path, version=version, content_hash=content_hash
             )
+        for directory, reason in self._unlisted:
+            self.errors.append((directory, reason))
+            prefix = "" if directory == "." else directory + "/"
+            self.keep.update(doc for doc in known if doc.startswith(prefix))

@@ -6,11 +6,12 @@ re-exported file reproduces all of them; both then cost no model time.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from ragline.ingest.sqlite import connect, serialised
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS vectors (
@@ -25,11 +26,11 @@ _LOOKUP_BATCH = 500  # stays under SQLite's bound-parameter limit
 
 class EmbeddingCache:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path)
+        self._db, self._lock = connect(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
 
+    @serialised
     def get(self, model: str, text_hashes: Iterable[str]) -> dict[str, list[float]]:
         wanted = list(dict.fromkeys(text_hashes))
         found: dict[str, list[float]] = {}
@@ -43,6 +44,7 @@ class EmbeddingCache:
                 found[text_hash] = np.frombuffer(blob, dtype=np.float32).tolist()
         return found
 
+    @serialised
     def put(self, model: str, vectors: Mapping[str, list[float]]) -> None:
         with self._db:
             self._db.executemany(
@@ -50,5 +52,6 @@ class EmbeddingCache:
                 [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
             )
 
+    @serialised
     def close(self) -> None:
         self._db.close()

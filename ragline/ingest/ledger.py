@@ -9,13 +9,14 @@ next run can delete points that no document owns: the store converges to a clean
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+
+from ragline.ingest.sqlite import connect, serialised
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -63,13 +64,13 @@ class SourceSummary(BaseModel):
 
 class Ledger:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path)
+        self._db, self._lock = connect(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just kill -9
         self._db.executescript(SCHEMA)
 
+    @serialised
     def documents(self, source: str) -> dict[str, LedgerEntry]:
         rows = self._db.execute(
             "SELECT document_id, content_hash, version, fingerprint, point_ids"
@@ -90,6 +91,7 @@ class Ledger:
             for doc_id, content_hash, version, fingerprint, point_ids in rows
         }
 
+    @serialised
     def commit(
         self,
         *,
@@ -120,11 +122,13 @@ class Ledger:
                 [(p,) for e in upserts for p in e.point_ids],
             )
 
+    @serialised
     def log_pending_writes(self, point_ids: Iterable[str]) -> None:
         """Record point ids before they are written, so a crash cannot leave them unowned."""
         with self._db:
             self._db.executemany("INSERT OR IGNORE INTO pending_writes VALUES (?)", [(p,) for p in point_ids])
 
+    @serialised
     def unowned_pending_writes(self) -> list[str]:
         """Points a crashed run wrote (or may have written) that no document owns."""
         pending = {row[0] for row in self._db.execute("SELECT point_id FROM pending_writes")}
@@ -134,16 +138,19 @@ class Ledger:
             pending.difference_update(json.loads(point_ids))
         return sorted(pending)
 
+    @serialised
     def clear_pending_writes(self) -> None:
         with self._db:
             self._db.execute("DELETE FROM pending_writes")
 
+    @serialised
     def record_run(self, source: str, started_at: float, report: dict[str, Any]) -> None:
         with self._db:
             self._db.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?)", (source, started_at, time.time(), json.dumps(report))
             )
 
+    @serialised
     def sources(self) -> list[SourceSummary]:
         """Every source with its document and chunk counts and its last run's report."""
         summaries: dict[str, SourceSummary] = {}
@@ -161,14 +168,17 @@ class Ledger:
             summary.last_report = json.loads(report)
         return sorted(summaries.values(), key=lambda s: s.source)
 
+    @serialised
     def pending_deletes(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT point_id FROM pending_deletes")]
 
+    @serialised
     def clear_pending(self, point_ids: Iterable[str]) -> None:
         with self._db:
             self._db.executemany(
                 "DELETE FROM pending_deletes WHERE point_id = ?", [(p,) for p in point_ids]
             )
 
+    @serialised
     def close(self) -> None:
         self._db.close()

@@ -20,6 +20,7 @@ time, and a crash mid-window costs no model time on the re-run (the embedding ca
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
@@ -43,10 +44,13 @@ from ragline.ingest.embedding_cache import EmbeddingCache
 from ragline.ingest.ledger import Ledger, LedgerEntry
 from ragline.ingest.loading import load_item
 from ragline.ingest.parsing import ParseError
+from ragline.ingest.reconcile import Reconciliation, compare, repair
 from ragline.models import Chunk, IngestError, IngestReport
 from ragline.retrieval.embeddings import TextEmbedder
 from ragline.retrieval.points import chunk_point
 from ragline.retrieval.store import VectorStore
+
+log = logging.getLogger(__name__)
 
 # Chunks per embedder call: on SciFact, padding is 24% of the model's work when batches are
 # cut from 256 texts sorted by characters, 12% from 256 by word pieces, 2% from 2,048.
@@ -189,6 +193,38 @@ class Ingestor:
         self._flush_pending_deletes()
         report.chunks_embedded += len(chunks)
 
+    def _reconcile(self, source: str, known: dict[str, LedgerEntry], report: IngestReport) -> None:
+        """Make the ledger agree with the index before classifying (`ragline.ingest.reconcile`)."""
+        result = compare(self.store, source, known)
+        if result.consistent:
+            return
+        log.warning(
+            "%s: the index holds %d points, the ledger expects %d; re-processing %d documents whose points are "
+            "missing, adopting %d unknown ones, deleting %d stray points",
+            source, result.found_points, result.expected_points, len(result.damaged), len(result.adopted),
+            len(result.stray),
+        )  # fmt: skip
+        repair(self.ledger, result, known)
+        self._flush_pending_deletes()
+        report.reconciled += len(result.damaged) + len(result.adopted)
+
+    def check(self, *, repair_found: bool = False) -> list[Reconciliation]:
+        """Every source's point ids against the ledger (`ragline check`): the sources the ledger
+        knows and those only the index's payloads name. `repair_found` adopts orphans, deletes
+        stray points and marks damaged documents, so the next ingest re-processes them."""
+        sources = {summary.source for summary in self.ledger.sources()}
+        sources.update(p.payload.get("source") for p in self.store.iter_points())
+        results = []
+        for source in sorted(s for s in sources if isinstance(s, str)):
+            known = self.ledger.documents(source)
+            result = compare(self.store, source, known, full=True)
+            if repair_found and not result.consistent:
+                repair(self.ledger, result, known)
+            results.append(result)
+        if repair_found:
+            self._flush_pending_deletes()
+        return results
+
     # --- classification ---
 
     def _parse(self, item: SourceItem, previous: LedgerEntry | None, report: IngestReport) -> _Parsed | None:
@@ -262,6 +298,7 @@ class Ingestor:
         report = IngestReport()
         self.recover()
         known = self.ledger.documents(connector.source)
+        self._reconcile(connector.source, known, report)
         seen: set[str] = set()
         with _progress(show_progress) as progress:
             task = progress.add_task(connector.source, total=len(known) or None, chunks=0, rate="") if progress is not None else None
