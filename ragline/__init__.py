@@ -30,6 +30,7 @@ _PUBLIC = {
     "ProviderError": "ragline.llm.base",
     "StreamInterrupted": "ragline.llm.base",
     "BudgetExceeded": "ragline.llm.budget",
+    "StoreError": "ragline.errors",
 }
 __all__ = [
     "Answer",
@@ -44,6 +45,7 @@ __all__ = [
     "ProviderError",
     "Rag",
     "RaglineConfig",
+    "StoreError",
     "StreamInterrupted",
     "Usage",
     "load_config",
@@ -54,6 +56,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from ragline.app import Rag, open
     from ragline.config import ConfigError, RaglineConfig, load_config
+    from ragline.errors import StoreError
     from ragline.llm.base import ProviderError, StreamInterrupted
     from ragline.llm.budget import BudgetExceeded
     from ragline.models import Answer, Attempt, Citation, Hit, IngestError, IngestReport, Usage

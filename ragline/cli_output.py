@@ -43,6 +43,7 @@ def error_json(error: BaseException | str, kind: str | None = None) -> dict[str,
     """`{"error": {...}}`: kind and message, plus what a caller can act on (a provider's
     status and Retry-After, every attempt of a failed chain, a budget's numbers)."""
     from ragline.config import ConfigError
+    from ragline.errors import StoreError
     from ragline.llm.base import ProviderError
     from ragline.llm.budget import BudgetExceeded
 
@@ -59,6 +60,8 @@ def error_json(error: BaseException | str, kind: str | None = None) -> dict[str,
                  "needed_usd": error.needed}
     elif isinstance(error, ConfigError):
         body["kind"] = kind or "config"
+    elif isinstance(error, StoreError):
+        body |= {"kind": kind or "store", "path": str(error.path)}
     return {"error": body}
 
 

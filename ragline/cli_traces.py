@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +33,8 @@ def _store(store: Path) -> TraceStore:
         return TraceStore.in_store(store)
     except FileNotFoundError as exc:
         fail(exc, kind="not_found")
+    except sqlite3.Error as exc:
+        fail(f"{store / 'traces.sqlite'} cannot be read ({exc}); move it away to start a new trace store", kind="store")
 
 
 def _load(store: Path, trace_id: str) -> Trace:

@@ -5,15 +5,21 @@ this module only aggregates them and loads the file.
 
 Precedence, highest first: keyword overrides passed in code, environment variables
 (`RAGLINE_LLM__PROVIDER=openai`, nested with `__`), the TOML file, defaults.
+
+An unknown key is an error in every section (`ragline.settings.Section`) and in the
+settings of a built-in `[[sources]]` kind; the message names the closest valid key.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +32,7 @@ from ragline.llm.budget import BudgetLimits
 from ragline.llm.config import CacheConfig, LLMConfig, ModelConfig, ReliabilityConfig, ReplayConfig
 from ragline.pipelines.config import PipelinesConfig, PromptsConfig, QueryConfig
 from ragline.retrieval.config import EmbeddingConfig, RetrievalConfig, StoreConfig
+from ragline.settings import unknown_key, valid_keys
 from ragline.tracing.config import TracingConfig
 
 DEFAULT_CONFIG_FILE = "ragline.toml"
@@ -33,6 +40,28 @@ DEFAULT_CONFIG_FILE = "ragline.toml"
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the file and field to fix."""
+
+
+def _connector_settings(kind: str) -> type[BaseModel] | None:
+    """The settings model of a built-in connector kind (None for a plugin's kind: plugins
+    check their own settings when the connector is made)."""
+    from ragline.connectors.registry import BUILTIN
+
+    if kind not in BUILTIN or importlib.util.find_spec(BUILTIN[kind][0]) is None:
+        return None
+    module, _, model = BUILTIN[kind]
+    return getattr(importlib.import_module(module), model)
+
+
+def _known_connector_keys(entry: SourceConfig) -> SourceConfig:
+    """`[[sources]]` entries allow extra keys (the connector's settings): check them against
+    the connector's model now, so a typo fails at load time rather than at ingest."""
+    model = _connector_settings(entry.kind)
+    unknown = sorted(set(entry.connector_settings()) - set(valid_keys(model))) if model else []
+    if unknown:
+        detail = ", ".join(unknown_key(key, model, f" for a {entry.kind} source") for key in unknown)
+        raise PydanticCustomError("unknown_key", "{detail}", {"detail": detail})
+    return entry
 
 
 class RaglineConfig(BaseSettings):
@@ -45,7 +74,7 @@ class RaglineConfig(BaseSettings):
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
-    sources: list[SourceConfig] = Field(
+    sources: list[Annotated[SourceConfig, AfterValidator(_known_connector_keys)]] = Field(
         default_factory=list, description="What `ragline ingest` with no paths reads."
     )
     llm: LLMConfig = Field(default_factory=LLMConfig)
@@ -95,6 +124,41 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model an annotation holds: itself, or the one inside list[...], X | None, Annotated."""
+    if get_origin(annotation) is None and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((model for arg in get_args(annotation) if (model := _model_in(arg))), None)
+
+
+def _model_at(path: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model `path` points into, e.g. ("models", 0) -> ModelConfig; () -> RaglineConfig."""
+    model: type[BaseModel] | None = RaglineConfig
+    for part in path:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue  # a list entry: the list's item model was found at the list's name
+        fields = {key: field for name, field in model.model_fields.items() for key in (name, field.alias) if key}
+        model = _model_in(fields[part].annotation) if part in fields else None
+    return model
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as `where: what`; an unknown key gets the closest valid key, and
+    the RAGLINE_* variable it came from when one is set."""
+    loc = error["loc"]
+    model = _model_at(loc[:-1]) if error["type"] == "extra_forbidden" else None
+    if model is None:
+        return f"{'.'.join(map(str, loc))}: {error['msg']}"
+    key = str(loc[-1])
+    if len(loc) == 1:
+        return unknown_key(key, model, " at the top level")
+    env_var = "RAGLINE_" + "__".join(map(str, loc)).upper()
+    from_env = f" from {env_var}" if env_var in {name.upper() for name in os.environ} else ""
+    return f"{'.'.join(map(str, loc[:-1]))}: {unknown_key(key, model, from_env)}"
+
+
 def load_config(config_file: str | Path | None = None, **overrides: Any) -> RaglineConfig:
     """Load configuration; `config_file=None` reads ./ragline.toml when it exists.
 
@@ -116,9 +180,7 @@ def load_config(config_file: str | Path | None = None, **overrides: Any) -> Ragl
         return RaglineConfig.model_validate(config.model_dump())
     except ValidationError as exc:
         where = f"{toml_file}" if toml_file else "settings"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(error) for error in exc.errors())
         raise ConfigError(
             f"invalid configuration in {where} (or RAGLINE_* environment variables): {problems}"
         ) from None

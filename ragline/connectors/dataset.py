@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem, sha256_text
 
@@ -25,6 +25,8 @@ _CSV_FIELD_LIMIT = 1 << 30
 
 
 class DatasetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     path: Path
     format: Literal["jsonl", "csv"] | None = Field(None, description="None: from the extension (.jsonl/.ndjson/.csv).")
     id_field: str | None = Field(None, description='None: "_id" (BEIR) when a record has it, else "id".')

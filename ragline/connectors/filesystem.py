@@ -12,12 +12,14 @@ from collections.abc import Iterator, Mapping
 from fnmatch import fnmatch
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem, sha256_file
 
 
 class FilesystemConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     root: Path
     include: list[str] = Field(default_factory=lambda: ["*"], description="Globs on the path relative to root.")
     exclude: list[str] = Field(default_factory=list)

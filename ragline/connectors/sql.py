@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, CursorResult, TextClause, bindparam, create_engine, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -31,6 +31,8 @@ def hide_password(url: str) -> str:
 
 
 class SQLConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db or sqlite:///file.db.")
     query: str = Field(
         description="A SELECT; wrapped as a subquery for incremental pulls. Run through SQLAlchemy's text(), "

@@ -6,8 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ragline.settings import Section
 
-class ChunkingConfig(BaseModel):
+
+class ChunkingConfig(Section):
     chunk_size: int = Field(
         200, ge=32, description="Maximum tokens (words and punctuation) per chunk; MiniLM reads ~256 word pieces."
     )
@@ -20,7 +22,7 @@ class ChunkingConfig(BaseModel):
         return self
 
 
-class IngestConfig(BaseModel):
+class IngestConfig(Section):
     max_document_bytes: int = Field(
         50 * 1024 * 1024, ge=1, description="Larger documents are reported as too large, not parsed."
     )

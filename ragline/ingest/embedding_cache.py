@@ -26,9 +26,9 @@ _LOOKUP_BATCH = 500  # stays under SQLite's bound-parameter limit
 
 class EmbeddingCache:
     def __init__(self, path: Path):
-        self._db, self._lock = connect(path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db, self._lock = connect(
+            path, SCHEMA, remedy="Delete it: it only saves model time, and is rebuilt as documents are embedded"
+        )
 
     @serialised
     def get(self, model: str, text_hashes: Iterable[str]) -> dict[str, list[float]]:

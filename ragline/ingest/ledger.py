@@ -65,10 +65,11 @@ class SourceSummary(BaseModel):
 class Ledger:
     def __init__(self, path: Path):
         self.path = path
-        self._db, self._lock = connect(path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just kill -9
-        self._db.executescript(SCHEMA)
+        self._db, self._lock = connect(
+            path, SCHEMA, pragmas=("PRAGMA synchronous=FULL",),  # a commit survives power loss, not just kill -9
+            remedy="Restore it from a backup, or move it away and run `ragline ingest`: the ledger is rebuilt "
+            "from the index, and documents are re-read from their sources",
+        )  # fmt: skip
 
     @serialised
     def documents(self, source: str) -> dict[str, LedgerEntry]:

@@ -12,12 +12,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ragline.errors import StoreError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def connect(path: Path) -> tuple[sqlite3.Connection, threading.RLock]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return sqlite3.connect(path, check_same_thread=False), threading.RLock()
+def connect(path: Path, schema: str, *, remedy: str, pragmas: tuple[str, ...] = ()) -> tuple[sqlite3.Connection, threading.RLock]:
+    """The file opened and its schema ensured; a damaged, unreadable or read-only file is a
+    `StoreError` naming it and `remedy`, never a bare sqlite3 traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        for pragma in pragmas:
+            db.execute(pragma)
+        db.executescript(schema)
+    except (sqlite3.Error, OSError) as exc:
+        text = str(exc)
+        if "readonly" in text or isinstance(exc, PermissionError):
+            raise StoreError(path, f"cannot be written ({text})", "Give this process write access to the store "
+                             "directory, or open a copy of it.") from None
+        raise StoreError(path, f"is not a usable SQLite database ({text})", remedy) from None
+    return db, threading.RLock()
 
 
 def serialised(method: F) -> F:

@@ -13,12 +13,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 BreakerState = Literal["closed", "open", "half_open"]
 
 
 class BreakerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     failure_threshold: int = Field(5, ge=1, description="Failures within `window` that open the breaker.")
     window: float = Field(60.0, gt=0, description="Seconds over which failures are counted.")
     cooldown: float = Field(30.0, gt=0, description="Seconds an open breaker skips its provider.")

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
 
 class BudgetLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     per_query_usd: float | None = Field(None, gt=0, description="Ceiling for all LLM calls of one query.")
     per_run_usd: float | None = Field(None, gt=0, description="Ceiling for one process (a CLI call, an eval run).")
     per_day_usd: float | None = Field(None, gt=0, description="Ceiling per UTC day, across processes (persisted).")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ragline.llm.base import (
     ChatRequest,
@@ -63,6 +63,8 @@ def deadline(seconds: float | None, *, clock: Callable[[], float] = time.monoton
 
 
 class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     max_attempts: int = Field(6, ge=1, description="Provider calls in total, across the whole chain.")
     retries_per_provider: int = Field(2, ge=0, description="Extra tries of one provider before falling back.")
     backoff_base: float = Field(0.5, ge=0, description="First backoff in seconds; doubles per retry, full jitter.")

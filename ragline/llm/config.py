@@ -6,13 +6,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ragline.llm.breaker import BreakerSettings
 from ragline.llm.chain import RetryPolicy
+from ragline.settings import Section
 
 
-class LLMConfig(BaseModel):
+class LLMConfig(Section):
     provider: Literal["llamacpp", "openai"] = "llamacpp"
     model: str | None = Field(None, description="Model name (openai) or GGUF path (llamacpp; default bundled SmolLM2).")
     base_url: str = "https://api.openai.com/v1"
@@ -38,7 +39,7 @@ class LLMConfig(BaseModel):
 ProviderKind = Literal["openai", "anthropic", "ollama", "llamacpp"]
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(Section):
     """One `[[models]]` entry: a provider in the fallback chain, tried in the order listed."""
 
     name: str = Field(description="Names this entry in attempts, traces and errors.")
@@ -65,14 +66,14 @@ class ReliabilityConfig(RetryPolicy):
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
 
-class CacheConfig(BaseModel):
+class CacheConfig(Section):
     enabled: bool = Field(True, description="Answer an identical request (same models, parameters, messages, prompt version) from the cache.")
     backend: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite: a file in the store directory.")
     redis_url: str = "redis://127.0.0.1:6379/0"
     ttl_seconds: float | None = Field(7 * 24 * 3600, gt=0, description="How long an answer stays valid; None: forever.")
 
 
-class ReplayConfig(BaseModel):
+class ReplayConfig(Section):
     """Record every model call to a cassette, or answer from one offline (`--record` / `--replay`)."""
 
     record: Path | None = Field(None, description="Write every model call to this JSON Lines cassette (starts it afresh).")

@@ -37,10 +37,34 @@ from ragline.retrieval.retriever import Retriever
 from ragline.retrieval.store import Filters
 
 SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+MAX_PIPELINE_BYTES = 256 * 1024  # hand-written pipelines are a few KiB; anything this big is a mistake
 
 
 class PipelineError(ValueError):
     """A pipeline file is missing or invalid; the message names the file and the field."""
+
+
+class _AliasFound(yaml.YAMLError):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader refusing anchors and aliases: nested aliases expand exponentially (a
+    "billion laughs" of a few hundred bytes hangs validation), and pipelines never need them."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _AliasFound(event.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a value shared by two steps out twice, so `dump`'s files load back."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 class Pipeline(BaseModel):
@@ -70,7 +94,7 @@ class Pipeline(BaseModel):
         if path.suffix == ".json":
             path.write_text(json.dumps(data, indent=2) + "\n")
         elif path.suffix in (".yaml", ".yml"):
-            path.write_text(yaml.safe_dump(data, sort_keys=False))
+            path.write_text(yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False))
         else:
             raise PipelineError(f"cannot write {path}: pipelines are written as .yaml or .json")
 
@@ -97,6 +121,9 @@ def load_pipeline(path: Path) -> Pipeline:
         raise PipelineError(f"{path}: 'default' is the built-in query path and cannot be redefined; rename the file")
     if not path.is_file():
         raise PipelineError(f"pipeline file {path} does not exist")
+    size = path.stat().st_size
+    if size > MAX_PIPELINE_BYTES:
+        raise PipelineError(f"pipeline file {path} is {size} bytes; the limit is {MAX_PIPELINE_BYTES} bytes")
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".toml":
@@ -104,7 +131,9 @@ def load_pipeline(path: Path) -> Pipeline:
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_NoAliasLoader)
+    except _AliasFound as exc:
+        raise PipelineError(f"{path}, line {exc.line}: anchors and aliases are not allowed in pipeline files") from None
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise PipelineError(f"cannot read pipeline file {path}: {exc}") from None
     if not isinstance(data, dict):

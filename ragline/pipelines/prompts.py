@@ -37,6 +37,7 @@ SUFFIXES = (".j2", ".jinja")
 MANIFEST = "manifest.json"
 VERSIONS = ".versions"
 BUILTIN_DIR = Path(__file__).with_name("builtin_prompts")  # packaged prompts (ragline's defaults)
+MAX_PROMPT_BYTES = 256 * 1024  # prompts are a few KiB; a bigger file is a mistake, not worth compiling
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
@@ -126,6 +127,13 @@ def diff(a: Prompt, b: Prompt) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+def _read_prompt(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_PROMPT_BYTES:
+        raise PromptError(f"prompt file {path} is {size} bytes; the limit is {MAX_PROMPT_BYTES} bytes")
+    return path.read_text(encoding="utf-8")
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +204,7 @@ class PromptRegistry:
         files = [p for p in (self.folder / f"{_check(_NAME, name, 'prompt name')}{s}" for s in SUFFIXES) if p.is_file()]
         if len(files) > 1:
             raise PromptError(f"prompt {name!r} has two files: {', '.join(p.name for p in files)}")
-        return Prompt(name, files[0].read_text(encoding="utf-8")) if files else None
+        return Prompt(name, _read_prompt(files[0])) if files else None
 
     def versions(self, name: str) -> list[str]:
         """Stored hashes of a prompt, oldest first (the current file's may not be stored yet)."""
@@ -238,7 +246,7 @@ class PromptRegistry:
         path = self.folder / VERSIONS / name / f"{hash_}.j2"
         if not path.is_file():
             raise PromptError(f"version {name}@{hash_} is not stored (expected {path})")
-        prompt = Prompt(name, path.read_text(encoding="utf-8"))
+        prompt = Prompt(name, _read_prompt(path))
         if prompt.hash != hash_:
             raise PromptError(f"{path} was edited: its content hashes to {prompt.hash}, not {hash_}")
         return prompt

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
+
+from ragline.settings import Section
 
 DEFAULT_STORE_DIR = ".ragline"
 
 
-class StoreConfig(BaseModel):
+class StoreConfig(Section):
     kind: Literal["edge", "server"] = Field(
         "edge", description="edge: embedded Qdrant engine in the store directory; server: a Qdrant server."
     )
@@ -28,7 +30,7 @@ class StoreConfig(BaseModel):
     )
 
 
-class EmbeddingConfig(BaseModel):
+class EmbeddingConfig(Section):
     provider: Literal["local", "openai"] = Field(
         "local", description="local: sentence-transformers in-process; openai: an OpenAI-compatible /embeddings endpoint."
     )
@@ -54,7 +56,7 @@ class EmbeddingConfig(BaseModel):
         return self
 
 
-class RetrievalConfig(BaseModel):
+class RetrievalConfig(Section):
     mode: Literal["dense", "sparse", "hybrid"] = Field(
         "hybrid", description="dense vectors, BM25, or both fused with RRF inside Qdrant."
     )

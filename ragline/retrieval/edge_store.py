@@ -17,6 +17,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from ragline.errors import StoreError
 from ragline.retrieval import filters as f
 from ragline.retrieval.fusion import RRF_K  # ServerStore's FusionQuery gets the same k from the server
 from ragline.retrieval.sparse import Bm25Documents, encode_query
@@ -31,6 +32,10 @@ from ragline.retrieval.store import (
 )
 
 # Written by the engine on create and on every load; the shard exposes no config accessor.
+_REBUILD = (
+    "If it is damaged, move the folder away and run `ragline ingest`: the ledger notices the lost index "
+    "and re-processes every document from its source"
+)
 _CONFIG_FILE = "edge_config.json"
 # Ours, next to the engine's files: what the engine has no place for (the BM25 avg_len).
 _STATE_FILE = "ragline_store.json"
@@ -86,20 +91,27 @@ class EdgeStore(VectorStore):
         self.dense_vector_name = dense_vector_name
         self.sparse_vector_name = sparse_vector_name
         self.hnsw_threshold = hnsw_threshold
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(self.path.parent, f"cannot be used as a store directory ({exc.strerror or exc})",
+                             "Point store.path (or --store) at a directory this process can write.") from None
         self._shard: qe.EdgeShard | None = None
         self._dim: int | None = None
         self._has_sparse = False
         self._closed = False
         has_data = self._has_shard_data()
-        self._bm25 = Bm25Documents(bm25_avg_len, self._read_avg_len() if has_data else None, str(self.path))
-        if has_data:
-            self._shard = self._load()
-            try:
-                self._read_config()
-            except Exception:
-                self._shard.close()
-                raise
+        try:
+            self._bm25 = Bm25Documents(bm25_avg_len, self._read_avg_len() if has_data else None, str(self.path))
+            if has_data:
+                self._shard = self._load()
+                try:
+                    self._read_config()
+                except Exception:
+                    self._shard.close()
+                    raise
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(self.path, f"the index cannot be read ({exc})", _REBUILD) from None
 
     def __repr__(self) -> str:
         return f"EdgeStore(path={str(self.path)!r}, dim={self._dim})"
@@ -125,7 +137,7 @@ class EdgeStore(VectorStore):
                     f"Vector store {self.path} is already open (in another process or EdgeStore); "
                     "the embedded engine allows one at a time"
                 ) from exc
-            raise
+            raise StoreError(self.path, f"the embedded engine cannot open the index ({exc})", _REBUILD) from None
 
     def _read_config(self) -> None:
         config = json.loads((self.path / _CONFIG_FILE).read_text())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from ragline.settings import Section
 
 TRACES_FILE = "traces.sqlite"
 
 
-class TracingConfig(BaseModel):
+class TracingConfig(Section):
     """`[tracing]`: where spans go and what they may contain."""
 
     enabled: bool = Field(True, description="Record a trace for every query.")

@@ -12,7 +12,9 @@ through a batch processor, off the request path.
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,8 @@ from ragline.llm.wrappers.tracing import TracedProvider
 from ragline.tracing.config import TRACES_FILE, TracingConfig
 from ragline.tracing.redact import RedactingExporter
 from ragline.tracing.store import SqliteSpanExporter
+
+log = logging.getLogger(__name__)
 
 
 def otlp_traces_url(endpoint: str) -> str:
@@ -107,8 +111,13 @@ def setup_tracing(
     secrets = list(secret_headers.values())  # masked even when their variables' names look harmless
     provider = TracerProvider(resource=Resource.create({"service.name": config.service_name}))
     if config.store and store_dir is not None:
-        store = SqliteSpanExporter(Path(store_dir) / TRACES_FILE, config.retention_days)
-        provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(store, secrets)))
+        path = Path(store_dir) / TRACES_FILE
+        try:
+            store = SqliteSpanExporter(path, config.retention_days)
+        except (sqlite3.Error, OSError) as exc:  # traces are a diagnosis aid: never block a query
+            log.warning("traces are not recorded in %s (%s); move the file away to start a new trace store", path, exc)
+        else:
+            provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(store, secrets)))
     if config.otlp_endpoint:
         exporter = _otlp_exporter(config, secret_headers)
         provider.add_span_processor(BatchSpanProcessor(RedactingExporter(exporter, secrets)))
