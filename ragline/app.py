@@ -25,6 +25,7 @@ from ragline.pipelines.runner import PipelineRunner, QueryScope, final_answer, t
 from ragline.pipelines.steps import QueryState
 from ragline.retrieval.embeddings import TextEmbedder
 from ragline.retrieval.store import Filters, SearchMode
+from ragline.text import valid_unicode
 from ragline.tracing.spans import record_hits
 
 
@@ -213,7 +214,7 @@ class Rag:
         state: QueryState | None = None
         try:
             trace = scope.run(trace_id)
-            stream = scope.run(self._runner(cache).stream, pipeline.steps, QueryState(question=question))
+            stream = scope.run(self._runner(cache).stream, pipeline.steps, QueryState(question=valid_unicode(question)))
             for item in scope.iterate(stream):
                 if isinstance(item, QueryState):
                     state = item
@@ -223,7 +224,7 @@ class Rag:
             scope.close(error)
             raise
         scope.close()
-        yield final_answer(pipeline, state or QueryState(question=question), trace)
+        yield final_answer(pipeline, state or QueryState(question=valid_unicode(question)), trace)
 
     async def aquery(
         self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True
@@ -256,7 +257,7 @@ class Rag:
         return [
             self.components.llm.budget.query(),
             deadline(self.config.reliability.deadline),
-            self.components.tracing.span(root, content={"ragline.query": question}),
+            self.components.tracing.span(root, content={"ragline.query": valid_unicode(question)}),
         ]
 
     def _scope(self, question: str, root: str) -> QueryScope:
@@ -266,7 +267,7 @@ class Rag:
         scope = self._scope(question, root)
         try:
             trace = scope.run(trace_id)
-            state = scope.run(self._runner(cache).run, pipeline.steps, QueryState(question=question))
+            state = scope.run(self._runner(cache).run, pipeline.steps, QueryState(question=valid_unicode(question)))
         except BaseException as error:
             scope.close(error)
             raise
@@ -278,7 +279,7 @@ class Rag:
             for manager in self._scope_managers(question, root):
                 stack.enter_context(manager)
             trace = trace_id()
-            state = await self._runner(cache).arun(pipeline.steps, QueryState(question=question))
+            state = await self._runner(cache).arun(pipeline.steps, QueryState(question=valid_unicode(question)))
         return final_answer(pipeline, state, trace)
 
     def close(self) -> None:

@@ -44,6 +44,10 @@ class SourceItem(BaseModel):
     filename: str | None = Field(None, description="Name whose extension selects the parser for `content`.")
     title: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="Extra payload stored with every chunk.")
+    identity: tuple[int, int] | None = Field(
+        None, description="(device, inode) of the file `path` named when the connector checked it: the loader "
+        "parses that file only, or fails the document if `path` now names another.",
+    )
 
     @model_validator(mode="after")
     def _one_body(self) -> SourceItem:
@@ -65,14 +69,6 @@ def sha256_bytes(data: bytes) -> str:
 
 def sha256_text(text: str) -> str:
     return sha256_bytes(text.encode("utf-8"))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ConnectorError(RuntimeError):

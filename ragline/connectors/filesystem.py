@@ -3,18 +3,30 @@ and never a symlink that leads out of the root.
 
 A listing error is never a deletion: a directory that cannot be listed (permissions, a flaky
 network mount) keeps every known document below it, and a file that cannot be read keeps
-its previous version; both are reported as failed, and the rest of the source ingests."""
+its previous version; both are reported as failed, and the rest of the source ingests.
+
+The root check cannot be raced: each file is opened once without following links
+(`O_NOFOLLOW`, through the target of a link that stays inside the root), the open descriptor
+is checked to be a regular file inside the root, and the hash is read from it. The item
+carries that file's (device, inode), and the loader parses only that file, so swapping a
+file for a link between listing and parsing gets a failed document, never an outside file.
+
+File names that are not valid UTF-8 keep their bytes for opening; their document ids show
+the undecodable bytes as backslash escapes, so ids, payloads and `--json` stay valid UTF-8."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from fnmatch import fnmatch
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem, sha256_file
+from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem
+from ragline.text import path_text
 
 
 class FilesystemConfig(BaseModel):
@@ -31,6 +43,11 @@ class FilesystemConnector(Connector):
         root = config.root.expanduser()
         if not root.exists():
             raise ConnectorError(f"path {config.root} does not exist")
+        if not (root.is_file() or root.is_dir()):
+            raise ConnectorError(
+                f"path {config.root} is neither a regular file nor a directory (a FIFO, socket or device); "
+                "ragline reads files and folders"
+            )
         self.config = config
         self.root = root.resolve()
         self.errors: list[tuple[str, str]] = []
@@ -74,28 +91,72 @@ class FilesystemConnector(Connector):
                 except (OSError, RuntimeError) as exc:  # a dangling link or a symlink loop
                     self.errors.append((self._relative(path), f"cannot resolve: {exc}"))
 
+    def _open(self, path: Path) -> tuple[int, os.stat_result, Path] | None:
+        """An open descriptor of the regular file `path` names, its stat and its real path;
+        None when it leads out of the root or is not a regular file."""
+        target = path.resolve(strict=True) if path.is_symlink() else path  # an inside link is read via its target
+        descriptor = os.open(target, _OPEN_FLAGS)
+        try:
+            info = os.fstat(descriptor)
+            if stat.S_ISREG(info.st_mode) and _real_path(descriptor, target).is_relative_to(self.root):
+                return descriptor, info, target
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.close(descriptor)
+        return None
+
     def items(self, known: Mapping[str, KnownDocument]) -> Iterator[SourceItem]:
         """Files under the root; a file whose mtime and size match the last run is not re-read
         (the same trust make and rsync place in them)."""
         self.errors, self.keep, self._unlisted = [], set(), []
         single_file = self.root.is_file()
         for path in self._paths():
-            relative = self._relative(path)
+            relative = path_text(self._relative(path))
             if not single_file and not self._wanted(relative):
                 continue
             try:
-                stat = path.stat()
-                version = f"{stat.st_mtime_ns}:{stat.st_size}"
-                previous = known.get(relative)
-                content_hash = previous.content_hash if previous and previous.version == version else sha256_file(path)
-            except OSError as exc:
-                self.errors.append((relative, f"cannot read: {exc.strerror or exc}"))
+                opened = self._open(path)
+                if opened is None:
+                    continue
+                descriptor, info, target = opened
+                try:
+                    version = f"{info.st_mtime_ns}:{info.st_size}"
+                    previous = known.get(relative)
+                    unchanged = previous is not None and previous.version == version
+                    content_hash = previous.content_hash if unchanged else _sha256(descriptor)
+                finally:
+                    os.close(descriptor)
+            except (OSError, RuntimeError) as exc:
+                self.errors.append((relative, f"cannot read: {getattr(exc, 'strerror', None) or exc}"))
                 self.keep.add(relative)
                 continue
             yield SourceItem(
-                document_id=relative, source=self.source, path=path, version=version, content_hash=content_hash
-            )
+                document_id=relative, source=self.source, path=target, version=version, content_hash=content_hash,
+                identity=(info.st_dev, info.st_ino),
+            )  # fmt: skip
         for directory, reason in self._unlisted:
-            self.errors.append((directory, reason))
-            prefix = "" if directory == "." else directory + "/"
+            self.errors.append((path_text(directory), reason))
+            prefix = "" if directory == "." else path_text(directory) + "/"
             self.keep.update(doc for doc in known if doc.startswith(prefix))
+
+
+# Never follow a final link, never block on a FIFO swapped in, never leak into children.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _real_path(descriptor: int, opened_as: Path) -> Path:
+    """Where the open file really is: the kernel's answer on Linux, which no later rename or
+    link swap can change; elsewhere the resolved name it was opened by."""
+    proc = Path(f"/proc/self/fd/{descriptor}")
+    try:
+        return Path(os.readlink(proc))
+    except OSError:
+        return Path(os.path.realpath(opened_as))
+
+
+def _sha256(descriptor: int) -> str:
+    digest = hashlib.sha256()
+    while block := os.read(descriptor, 1 << 20):
+        digest.update(block)
+    return digest.hexdigest()

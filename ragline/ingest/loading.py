@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from ragline.connectors.base import SourceItem
-from ragline.ingest.parsing import ParsedDocument, ParsedElement, ParseError, parse_file
+from ragline.ingest.parsing import SUPPORTED_EXTENSIONS, ParsedDocument, ParsedElement, ParseError, parse_file
+from ragline.text import path_text
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
@@ -18,6 +22,36 @@ def _size_check(item: SourceItem, size: int, max_bytes: int) -> None:
             item.path or item.document_id,
             f"too large ({size:,} bytes; the limit is ingest.max_document_bytes = {max_bytes:,})",
         )
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _parse_checked_file(item: SourceItem, max_bytes: int) -> ParsedDocument:
+    """Parse exactly the file the connector checked: open `path` without following a link,
+    confirm it is the same (device, inode), and parse a copy read from that descriptor, so
+    no swap of the path between listing and parsing can feed the parser another file."""
+    assert item.path is not None and item.identity is not None
+    if item.path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        return parse_file(item.path)  # refused by its type before anything is opened
+    try:
+        descriptor = os.open(item.path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise ParseError(path_text(item.path), f"cannot open: {exc.strerror or exc}") from None
+    with os.fdopen(descriptor, "rb") as source:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != item.identity:
+            raise ParseError(path_text(item.path), "changed while being read (replaced, or swapped for a link); read again next run")
+        _size_check(item, info.st_size, max_bytes)
+        with tempfile.TemporaryDirectory(prefix="ragline-") as folder:
+            copy = Path(folder) / path_text(item.path.name)  # parsers want text names
+            with copy.open("wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+            try:
+                parsed = parse_file(copy)
+            except ParseError as exc:
+                raise ParseError(path_text(item.path), exc.reason) from None
+    return parsed.model_copy(update={"path": item.path})
 
 
 def _parse_bytes(item: SourceItem) -> ParsedDocument:
@@ -46,7 +80,9 @@ def _parse_text(item: SourceItem) -> ParsedDocument:
 
 def load_item(item: SourceItem, *, max_bytes: int) -> ParsedDocument:
     """Parse the item's body; raise `ParseError` naming the document and the reason."""
-    if item.path is not None:
+    if item.path is not None and item.identity is not None:
+        parsed = _parse_checked_file(item, max_bytes)
+    elif item.path is not None:
         _size_check(item, item.path.stat().st_size, max_bytes)
         parsed = parse_file(item.path)
     elif item.content is not None:

@@ -21,6 +21,7 @@ time, and a crash mid-window costs no model time on the re-run (the embedding ca
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
@@ -37,6 +38,7 @@ from rich.progress import (
 )
 
 from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem
+from ragline.errors import StoreError
 from ragline.failpoints import failpoint
 from ragline.ingest.chunking import Chunker
 from ragline.ingest.config import IngestConfig
@@ -49,8 +51,12 @@ from ragline.models import Chunk, IngestError, IngestReport
 from ragline.retrieval.embeddings import TextEmbedder
 from ragline.retrieval.points import chunk_point
 from ragline.retrieval.store import VectorStore
+from ragline.text import path_text
 
 log = logging.getLogger(__name__)
+
+# Free space an ingest keeps beyond its estimate: the engine preallocates WAL and mmap files.
+DISK_HEADROOM_BYTES = 64 * 2**20
 
 # Chunks per embedder call: on SciFact, padding is 24% of the model's work when batches are
 # cut from 256 texts sorted by characters, 12% from 256 by word pieces, 2% from 2,048.
@@ -152,6 +158,23 @@ class Ingestor:
             failpoint("ingest.after_delete")
             self.ledger.clear_pending(pending)
 
+    def _ensure_space(self, chunks: list[Chunk]) -> None:
+        """Refuse to write a window the disk cannot hold: the embedded engine writes through
+        mmap, and a full disk kills the process with SIGBUS, no message. The estimate is
+        generous (cache, engine vectors and payloads, its WAL, the ledger) plus headroom for
+        files the engine preallocates; what earlier windows wrote stays committed."""
+        folder = self.ledger.path.parent
+        dim = self.embedder.dim
+        text = sum(len(chunk.text.encode("utf-8")) + 512 for chunk in chunks)  # payload text + fields
+        needed = DISK_HEADROOM_BYTES + len(chunks) * dim * 4 * 5 + 4 * text
+        free = shutil.disk_usage(folder).free
+        if free < needed:
+            raise StoreError(
+                folder, f"disk full ({free / 2**20:.1f} MB free, about {needed / 2**20:.0f} MB needed for the next "
+                f"{len(chunks)} chunks)", "Free space or move the store, then run `ragline ingest` again: what was "
+                "written so far is kept and the run continues from there",
+            )  # fmt: skip
+
     def _embed(self, chunks: list[Chunk]) -> dict[str, list[float]]:
         """Vectors by content hash; the texts not in the cache go to the model in one call."""
         model = self.embedder.model_id
@@ -228,7 +251,7 @@ class Ingestor:
     # --- classification ---
 
     def _parse(self, item: SourceItem, previous: LedgerEntry | None, report: IngestReport) -> _Parsed | None:
-        where = str(item.path) if item.path else item.document_id
+        where = path_text(item.path) if item.path else item.document_id
         try:
             parsed = load_item(item, max_bytes=self.config.max_document_bytes)
             chunks = self.chunker.chunk(parsed, document_id=item.document_id, source=item.source)
@@ -315,7 +338,9 @@ class Ingestor:
 
             try:
                 for window in _windows(self._batches(connector, known, report, seen, tick)):
-                    vectors = self._embed([c for batch in window for parsed in batch for c in parsed.chunks])
+                    chunks = [c for batch in window for parsed in batch for c in parsed.chunks]
+                    self._ensure_space(chunks)
+                    vectors = self._embed(chunks)
                     for batch in window:
                         self._write(batch, vectors, report)
                         tick(len(batch))

@@ -21,6 +21,7 @@ from ragline.retrieval.embeddings import TextEmbedder
 from ragline.retrieval.points import point_hit
 from ragline.retrieval.rerank import Reranker
 from ragline.retrieval.store import Filters, SearchMode, VectorStore
+from ragline.text import valid_unicode
 
 Vectors = Mapping[str, Sequence[float]]
 
@@ -47,6 +48,7 @@ class Retriever:
     ) -> tuple[list[Hit], dict[str, list[float]]]:  # fmt: skip
         """First stage: the best `top_k` chunks by `mode` (default `retrieval.mode`), and
         their dense vectors by chunk id when asked (MMR reads them)."""
+        question = valid_unicode(question)
         if not question.strip():
             raise ValueError("question is empty")
         mode = mode or self.settings.mode
@@ -70,7 +72,7 @@ class Retriever:
         top_n = top_n or self.settings.rerank_top_n
         fused = (fusion or self.settings.rerank_fusion) == "rrf"
         with self._lock:
-            return self.reranker.rerank(question, hits, top_n=top_n, fusion=fused)
+            return self.reranker.rerank(valid_unicode(question), hits, top_n=top_n, fusion=fused)
 
     def diversify(
         self, hits: list[Hit], vectors: Vectors, *, top_n: int | None = None, lambda_: float | None = None

@@ -180,3 +180,45 @@ def test_a_rag_is_usable_from_any_thread(tmp_path, embedder) -> None:
     assert rag.sources()[0].chunks == rag.store.count()  # ...and are used from this thread
     assert rag.retrieve("hedgehogs hibernate", top_k=1)[0].document_id == "sub/h.txt"
     rag.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 80 MB tmpfs (mounting needs root, which CI has): big enough for the ledger and
+    caches, too small for the engine's preallocated files plus a large window."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): the disk-full test needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_with_a_message_and_the_store_converges_later(tmp_path, small_disk) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    words = "budget policy leave travel hedgehog canteen quarterly report".split()
+    for i in range(600):
+        (folder / f"doc{i}.txt").write_text(" ".join(f"{words[(i + j) % len(words)]}{j}" for j in range(220)) + "\n")
+    store = small_disk / "store"
+    run = subprocess.run(
+        [sys.executable, "-m", "ragline", "ingest", str(folder), "--store", str(store), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr  # not 135 (SIGBUS)
+    error = json.loads(run.stdout)["error"]
+    assert error["kind"] == "store" and "disk full" in error["message"] and "MB free" in error["message"]
+    subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "ragline", "ingest", str(folder), "--store", str(store), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["added"] + report["unchanged"] == 600 and report["failed"] == 0
+    checked = subprocess.run(
+        [sys.executable, "-m", "ragline", "check", "--store", str(store), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert checked.returncode == 0 and json.loads(checked.stdout)["consistent"] is True
