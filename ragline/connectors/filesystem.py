@@ -88,8 +88,10 @@ class FilesystemConnector(Connector):
                         continue
                     if path.is_file():
                         yield path
-                except (OSError, RuntimeError) as exc:  # a dangling link or a symlink loop
-                    self.errors.append((self._relative(path), f"cannot resolve: {exc}"))
+                except FileNotFoundError:
+                    continue  # a dangling link (its target was deleted) or a file deleted meanwhile: gone
+                except (OSError, RuntimeError) as exc:  # a symlink loop
+                    self.errors.append((path_text(self._relative(path)), f"cannot resolve: {exc}"))
 
     def _open(self, path: Path) -> tuple[int, os.stat_result, Path] | None:
         """An open descriptor of the regular file `path` names, its stat and its real path;
@@ -127,6 +129,8 @@ class FilesystemConnector(Connector):
                     content_hash = previous.content_hash if unchanged else _sha256(descriptor)
                 finally:
                     os.close(descriptor)
+            except FileNotFoundError:
+                continue  # deleted since it was listed: gone, like any deleted file
             except (OSError, RuntimeError) as exc:
                 self.errors.append((relative, f"cannot read: {getattr(exc, 'strerror', None) or exc}"))
                 self.keep.add(relative)

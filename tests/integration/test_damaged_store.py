@@ -43,11 +43,17 @@ def test_a_damaged_trace_store_never_blocks_a_query(samples_store, embedder, cap
     assert "traces.sqlite" in caplog.text and "move the file away" in caplog.text
 
 
-def test_a_damaged_index_names_its_folder(samples_store, embedder) -> None:
-    (samples_store / "qdrant" / "edge_config.json").write_bytes(b"\x00not json")
+@pytest.mark.parametrize("damaged", ["edge_config.json", "segments/*/segment.json"])
+def test_a_damaged_index_names_its_folder_and_ingest_rebuilds_it(samples_store, embedder, damaged) -> None:
+    (target,) = (samples_store / "qdrant").glob(damaged)
+    target.write_bytes(b"\x00not json")
     with _open(samples_store, embedder) as rag, pytest.raises(StoreError) as raised:
         rag.retrieve(QUESTION)
     assert "qdrant" in str(raised.value) and "ragline ingest" in str(raised.value)
+    shutil.move(samples_store / "qdrant", samples_store.parent / "damaged-index")  # as the message says
+    with _open(samples_store, embedder) as rag:
+        assert rag.ingest(ROOT / "samples").reconciled > 0
+        assert rag.retrieve(QUESTION, top_k=1)
 
 
 def test_a_store_path_that_is_a_file(tmp_path, embedder) -> None:
