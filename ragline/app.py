@@ -18,6 +18,7 @@ from ragline.connectors.base import Connector
 from ragline.llm.base import LLMProvider, StreamChunk
 from ragline.llm.chain import deadline
 from ragline.models import Answer, Hit, IngestError, IngestReport
+from ragline.pipelines.config import check_question
 from ragline.pipelines.context import StepContext
 from ragline.pipelines.pipeline import Pipeline, default_pipeline, find_pipeline
 from ragline.pipelines.prompts import Prompt, find_prompt
@@ -170,6 +171,7 @@ class Rag:
         re-scores the best `retrieval.rerank_top_n` candidates; then, with `mmr` (default
         `retrieval.mmr`), those candidates are re-ordered by maximal marginal relevance.
         """
+        check_question(question, self.config.query.max_question_chars)
         with self.components.tracing.span("retrieve", {"ragline.retrieval.top_k": top_k}) as span:
             hits = self.components.retriever.retrieve(question, top_k, filters, mode=mode, rerank=rerank, mmr=mmr)
             record_hits(span, hits)

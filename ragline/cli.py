@@ -19,12 +19,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ragline.cli_output import (
+    ClickException,
     ConfigOption,
     JsonOption,
     RecordOption,
     ReplayOption,
     StoreOption,
-    ClickException,
     answer_json,
     err,
     error_json,
@@ -59,8 +59,11 @@ FilterOption = Annotated[
         help="Payload filter, repeatable: key=value, key=a,b (any of), key>=x / key<y (range; ISO dates work), key=* (exists).",
     ),
 ]
-_RANGE = re.compile(r"^(?P<key>[^<>=]+?)(?P<op>>=|<=|>|<)(?P<value>.+)$")
+# The key runs up to the first operator character; the operator is the longest one there.
+_FILTER = re.compile(r"^(?P<key>[^<>=]*)(?P<op>>=|<=|>|<|=)(?P<value>.*)$", re.DOTALL)
 _RANGE_OPS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
+_FILTER_FORMS = "key=value, key=a,b (any of), key>=value (or >, <=, <), key=*"
+MAX_TOP_K = 1000  # more hits than anyone reads; bigger values only overflow the store's integers
 
 
 def _scalar(text: str) -> Any:
@@ -72,26 +75,38 @@ def _scalar(text: str) -> Any:
     return text
 
 
+def _bad_filter(spec: str, problem: str) -> typer.BadParameter:
+    return typer.BadParameter(f"{spec!r}: {problem}; accepted forms: {_FILTER_FORMS}", param_hint="--filter")
+
+
 def parse_filters(specs: list[str] | None) -> dict[str, Any] | None:
-    """`--filter` strings to the store's filter dict; conditions on one key combine."""
+    """`--filter` strings to the store's filter dict; conditions on one key combine. A filter
+    with no key, no value or a doubled operator is a usage error, not a query for key ''."""
     filters: dict[str, Any] = {}
     for spec in specs or []:
-        if match := _RANGE.match(spec):
-            key, op, value = match["key"].strip(), match["op"], match["value"].strip()
+        match = _FILTER.match(spec)
+        if match is None:
+            raise _bad_filter(spec, "no operator")
+        key, op, value = match["key"].strip(), match["op"], match["value"].strip()
+        if not key:
+            raise _bad_filter(spec, f"no key before {op!r}")
+        if not value:
+            raise _bad_filter(spec, f"no value after {op!r}")
+        if value[0] in "<>=":
+            raise _bad_filter(spec, f"the value starts with {value[0]!r}: a doubled or misplaced operator")
+        if op in _RANGE_OPS:
             bounds = filters.setdefault(key, {})
             if not isinstance(bounds, dict):
-                raise typer.BadParameter(f"{spec!r}: {key} already has an exact condition", param_hint="--filter")
+                raise _bad_filter(spec, f"{key} already has an exact condition")
             bounds[_RANGE_OPS[op]] = _scalar(value)
-        elif "=" in spec:
-            key, value = (part.strip() for part in spec.split("=", 1))
-            if value == "*":
-                filters[key] = {"exists": True}
-            elif "," in value:
-                filters[key] = [_scalar(v.strip()) for v in value.split(",") if v.strip()]
-            else:
-                filters[key] = _scalar(value)
+        elif value == "*":
+            filters[key] = {"exists": True}
+        elif "," in value:
+            if not (values := [_scalar(v.strip()) for v in value.split(",") if v.strip()]):
+                raise _bad_filter(spec, "no value between the commas")
+            filters[key] = values
         else:
-            raise typer.BadParameter(f"{spec!r} is not key=value, key>=value or key=*", param_hint="--filter")
+            filters[key] = _scalar(value)
     return filters or None
 
 
@@ -193,7 +208,7 @@ def optimize(store: StoreOption = None, config: ConfigOption = None) -> None:
 @app.command()
 def retrieve(
     question: Annotated[str, typer.Argument(help="What to search for.")],
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many chunks to return.")] = 10,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=MAX_TOP_K, help="How many chunks to return.")] = 10,
     mode: Annotated[
         str | None, typer.Option("--mode", help="dense, sparse or hybrid (default: retrieval.mode).")
     ] = None,
@@ -229,7 +244,7 @@ def retrieve(
 @app.command()
 def query(
     question: Annotated[str, typer.Argument(help="The question to answer from your documents.")],
-    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Sources given to the LLM.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=MAX_TOP_K, help="Sources given to the LLM.")] = None,
     filter_specs: FilterOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ask the model even if this exact request was answered before.")] = False,
     record: RecordOption = None,
@@ -271,7 +286,7 @@ def eval_retrieval(
     qrels: Annotated[Path, typer.Option("--qrels", exists=True, dir_okay=False, help="BEIR qrels TSV.")],
     mode: Annotated[str | None, typer.Option("--mode", help="dense, sparse or hybrid (default: retrieval.mode).")] = None,
     rerank: Annotated[bool, typer.Option("--rerank", help="Rerank the first stage with the cross-encoder.")] = False,
-    rerank_top_n: Annotated[int | None, typer.Option("--rerank-top-n", min=1, help="Hits the reranker reads.")] = None,
+    rerank_top_n: Annotated[int | None, typer.Option("--rerank-top-n", min=1, max=MAX_TOP_K, help="Hits the reranker reads.")] = None,
     store: Annotated[Path, typer.Option("--store", help="Store for the corpus (reused while unchanged).")] = Path(
         ".ragline-eval"
     ),

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ragline.cli_output import emit_json, fail
+from ragline.cli_output import ConfigOption, StoreOption, emit_json, fail
+from ragline.config import ConfigError, load_config
 from ragline.tracing.render import trace_html, trace_tree
 from ragline.tracing.store import SpanNode, Trace, TraceNotFound, TraceStore
 
@@ -23,22 +24,33 @@ traces_app = typer.Typer(help="Recorded query traces: list, show as a tree, expo
 out = Console()
 err = Console(stderr=True)
 
-StoreOption = Annotated[Path, typer.Option("--store", help="Store directory holding traces.sqlite.")]
+MAX_LIST = 10_000  # far more than a table shows; bigger limits only overflow SQLite's integers
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
 TraceId = Annotated[str, typer.Argument(help="Trace id, or a unique prefix of one.")]
 
 
-def _store(store: Path) -> TraceStore:
+def _store_dir(store: Path | None, config: Path | None) -> Path:
+    """The store directory the other commands would open: `--store`, else the config's
+    store.path (ragline.toml, RAGLINE_STORE__PATH), else the default."""
+    overrides = {"store": {"path": str(store)}} if store else {}
     try:
-        return TraceStore.in_store(store)
+        return Path(load_config(config, **overrides).store.path)
+    except ConfigError as exc:
+        fail(exc)
+
+
+def _store(store: Path | None, config: Path | None) -> TraceStore:
+    directory = _store_dir(store, config)
+    try:
+        return TraceStore.in_store(directory)
     except FileNotFoundError as exc:
         fail(exc, kind="not_found")
     except sqlite3.Error as exc:
-        fail(f"{store / 'traces.sqlite'} cannot be read ({exc}); move it away to start a new trace store", kind="store")
+        fail(f"{directory / 'traces.sqlite'} cannot be read ({exc}); move it away to start a new trace store", kind="store")
 
 
-def _load(store: Path, trace_id: str) -> Trace:
-    reader = _store(store)
+def _load(store: Path | None, config: Path | None, trace_id: str) -> Trace:
+    reader = _store(store, config)
     try:
         return reader.load(trace_id)
     except TraceNotFound as exc:
@@ -60,12 +72,13 @@ def trace_json(trace: Trace) -> dict[str, Any]:
 
 @traces_app.command("list")
 def list_traces(
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many traces, newest first.")] = 20,
-    store: StoreOption = Path(".ragline"),
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIST, help="How many traces, newest first.")] = 20,
+    store: StoreOption = None,
+    config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Recent traces with duration, tokens, cost and whether anything failed."""
-    reader = _store(store)
+    reader = _store(store, config)
     try:
         summaries = reader.list_traces(limit)
     finally:
@@ -83,9 +96,9 @@ def list_traces(
 
 
 @traces_app.command()
-def show(trace_id: TraceId, store: StoreOption = Path(".ragline"), as_json: JsonOption = False) -> None:
+def show(trace_id: TraceId, store: StoreOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """One trace as a tree of spans with timings, tokens and cost."""
-    trace = _load(store, trace_id)
+    trace = _load(store, config, trace_id)
     if as_json:
         emit_json(trace_json(trace))
         return
@@ -97,10 +110,11 @@ def export(
     trace_id: TraceId,
     html: Annotated[bool, typer.Option("--html/--json", help="A standalone HTML waterfall page, or the JSON of `show --json`.")] = True,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; '-' for stdout (default: trace-ID.html/.json).")] = None,
-    store: StoreOption = Path(".ragline"),
+    store: StoreOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Write one trace to a file: an HTML waterfall to open in a browser, or JSON."""
-    trace = _load(store, trace_id)
+    trace = _load(store, config, trace_id)
     body = trace_html(trace) if html else json.dumps(trace_json(trace), indent=2)
     if output == Path("-"):
         print(body)

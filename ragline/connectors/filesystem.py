@@ -108,6 +108,21 @@ class FilesystemConnector(Connector):
         os.close(descriptor)
         return None
 
+    def _unreadable_but_unchanged(
+        self, path: Path, relative: str, known: Mapping[str, KnownDocument]
+    ) -> SourceItem | None:
+        """A file this process may not read, whose mtime and size say it has not changed since
+        the last run: the last run's hash stands (the loader still refuses to open it)."""
+        info = path.stat()
+        version = f"{info.st_mtime_ns}:{info.st_size}"
+        previous = known.get(relative)
+        if previous is None or previous.version != version:
+            return None
+        return SourceItem(
+            document_id=relative, source=self.source, path=path, version=version,
+            content_hash=previous.content_hash, identity=(info.st_dev, info.st_ino),
+        )  # fmt: skip
+
     def items(self, known: Mapping[str, KnownDocument]) -> Iterator[SourceItem]:
         """Files under the root; a file whose mtime and size match the last run is not re-read
         (the same trust make and rsync place in them)."""
@@ -118,7 +133,13 @@ class FilesystemConnector(Connector):
             if not single_file and not self._wanted(relative):
                 continue
             try:
-                opened = self._open(path)
+                try:
+                    opened = self._open(path)
+                except PermissionError:
+                    if item := self._unreadable_but_unchanged(path, relative, known):
+                        yield item  # nothing to read: skipped as unchanged, or refused again from the ledger
+                        continue
+                    raise
                 if opened is None:
                     continue
                 descriptor, info, target = opened

@@ -49,6 +49,8 @@ def resolve_safe(
             reason = unsafe_reason(address)
             if reason:
                 raise UnsafeURL(
-                    f"refused: {host} resolves to {reason} address {address}; private addresses not allowed"
+                    f"refused: {host} resolves to {reason} address {address}; private addresses are not allowed"
+                    f' (to allow this host, set allowed_hosts = ["{host}"] in the web source\'s [[sources]] entry,'
+                    " or allow_private_addresses = true)"
                 )
     return addresses[0]

@@ -33,3 +33,8 @@ class ParsedDocument(BaseModel):
     path: Path
     title: str | None
     elements: list[ParsedElement]
+
+
+class RefusedDocument(ParseError):
+    """Refused by its type or size before its content was read: while the document and the
+    settings stay the same it is refused again from the ledger's record, without reading it."""

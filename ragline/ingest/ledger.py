@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -35,6 +35,15 @@ CREATE TABLE IF NOT EXISTS pending_deletes (
 CREATE TABLE IF NOT EXISTS pending_writes (
     point_id TEXT PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS refusals (
+    source TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (source, document_id)
+);
 CREATE TABLE IF NOT EXISTS runs (
     source TEXT NOT NULL,
     started_at REAL NOT NULL,
@@ -51,6 +60,12 @@ class LedgerEntry(BaseModel):
     version: str
     fingerprint: str
     point_ids: list[str]
+
+
+class Refusal(NamedTuple):
+    version: str
+    content_hash: str
+    reason: str
 
 
 class SourceSummary(BaseModel):
@@ -143,6 +158,25 @@ class Ledger:
     def clear_pending_writes(self) -> None:
         with self._db:
             self._db.execute("DELETE FROM pending_writes")
+
+    @serialised
+    def refusals(self, source: str, settings: str) -> dict[str, Refusal]:
+        """Documents refused last run by type or size under these `settings`, as the
+        connector saw them: an unchanged one is refused again without being read."""
+        rows = self._db.execute(
+            "SELECT document_id, version, content_hash, reason FROM refusals WHERE source = ? AND settings = ?",
+            (source, settings),
+        )
+        return {doc_id: Refusal(version, content_hash, reason) for doc_id, version, content_hash, reason in rows}
+
+    @serialised
+    def replace_refusals(self, source: str, settings: str, refusals: dict[str, Refusal]) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM refusals WHERE source = ?", (source,))
+            self._db.executemany(
+                "INSERT INTO refusals VALUES (?, ?, ?, ?, ?, ?)",
+                [(source, doc_id, r.version, r.content_hash, settings, r.reason) for doc_id, r in refusals.items()],
+            )
 
     @serialised
     def record_run(self, source: str, started_at: float, report: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ragline.connectors.base import SourceItem
+from ragline.ingest.documents import RefusedDocument
 from ragline.ingest.parsing import SUPPORTED_EXTENSIONS, ParsedDocument, ParsedElement, ParseError, parse_file
 from ragline.text import path_text
 
@@ -18,7 +19,7 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 def _size_check(item: SourceItem, size: int, max_bytes: int) -> None:
     if size > max_bytes:
-        raise ParseError(
+        raise RefusedDocument(
             item.path or item.document_id,
             f"too large ({size:,} bytes; the limit is ingest.max_document_bytes = {max_bytes:,})",
         )
@@ -50,7 +51,7 @@ def _parse_checked_file(item: SourceItem, max_bytes: int) -> ParsedDocument:
             try:
                 parsed = parse_file(copy)
             except ParseError as exc:
-                raise ParseError(path_text(item.path), exc.reason) from None
+                raise type(exc)(path_text(item.path), exc.reason) from None
     return parsed.model_copy(update={"path": item.path})
 
 

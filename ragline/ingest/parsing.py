@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragline.ingest.documents import ParsedDocument, ParsedElement, ParseError
+from ragline.ingest.documents import ParsedDocument, ParsedElement, ParseError, RefusedDocument
 
 
 def _offline_unstructured() -> None:
@@ -196,7 +196,7 @@ def parse_file(path: Path) -> ParsedDocument:
     if suffix not in _PARTITIONERS:
         shown = f"'{suffix}'" if suffix else "(no extension)"
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
-        raise ParseError(path, f"unsupported file type {shown} (supported: {supported})")
+        raise RefusedDocument(path, f"unsupported file type {shown} (supported: {supported})")
     if not path.is_file():
         raise ParseError(path, "file not found")
 

@@ -43,7 +43,8 @@ from ragline.failpoints import failpoint
 from ragline.ingest.chunking import Chunker
 from ragline.ingest.config import IngestConfig
 from ragline.ingest.embedding_cache import EmbeddingCache
-from ragline.ingest.ledger import Ledger, LedgerEntry
+from ragline.ingest.documents import RefusedDocument
+from ragline.ingest.ledger import Ledger, LedgerEntry, Refusal
 from ragline.ingest.loading import load_item
 from ragline.ingest.parsing import ParseError
 from ragline.ingest.reconcile import Reconciliation, compare, repair
@@ -75,17 +76,21 @@ class _Current(Mapping[str, KnownDocument]):
     Documents made with another fingerprint are left out: they must be re-read in full (no
     conditional requests for them)."""
 
-    def __init__(self, known: dict[str, LedgerEntry], fingerprint: str):
-        self._known, self._fingerprint = known, fingerprint
+    def __init__(self, known: dict[str, LedgerEntry], fingerprint: str, refused: dict[str, Refusal]):
+        self._known, self._fingerprint, self._refused = known, fingerprint, refused
 
     def __getitem__(self, doc_id: str) -> KnownDocument:
+        if doc_id in self._refused:  # what the last run saw of a document it then refused
+            refusal = self._refused[doc_id]
+            return KnownDocument(version=refusal.version, content_hash=refusal.content_hash)
         entry = self._known[doc_id]
         if entry.fingerprint != self._fingerprint:
             raise KeyError(doc_id)
         return KnownDocument(version=entry.version, content_hash=entry.content_hash)
 
     def __iter__(self) -> Iterator[str]:
-        return (doc_id for doc_id, e in self._known.items() if e.fingerprint == self._fingerprint)
+        ok = (doc_id for doc_id, e in self._known.items() if e.fingerprint == self._fingerprint)
+        return iter(dict.fromkeys([*ok, *self._refused]))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -250,11 +255,22 @@ class Ingestor:
 
     # --- classification ---
 
-    def _parse(self, item: SourceItem, previous: LedgerEntry | None, report: IngestReport) -> _Parsed | None:
+    @property
+    def _refusal_settings(self) -> str:
+        """What decides a refusal by type or size: a new parser or limit re-reads refused documents."""
+        return f"{self.fingerprint};max_document_bytes={self.config.max_document_bytes}"
+
+    def _parse(
+        self, item: SourceItem, previous: LedgerEntry | None, report: IngestReport, refused: dict[str, Refusal]
+    ) -> _Parsed | None:
         where = path_text(item.path) if item.path else item.document_id
         try:
             parsed = load_item(item, max_bytes=self.config.max_document_bytes)
             chunks = self.chunker.chunk(parsed, document_id=item.document_id, source=item.source)
+        except RefusedDocument as exc:
+            refused[item.document_id] = Refusal(item.version, item.content_hash, exc.reason)
+            report.errors.append(IngestError(document=where, error=exc.reason))
+            return None
         except ParseError as exc:
             report.errors.append(IngestError(document=where, error=exc.reason))
             return None
@@ -267,18 +283,26 @@ class Ingestor:
 
     def _batches(
         self, connector: Connector, known: dict[str, LedgerEntry], report: IngestReport,
-        seen: set[str], tick: Callable[[int], None],
+        seen: set[str], refused: dict[str, Refusal], tick: Callable[[int], None],
     ) -> Iterator[list[_Parsed]]:
         """Changed documents, parsed, in write batches of about `batch_chunks` chunks."""
         batch: list[_Parsed] = []
         size = 0
-        for item in connector.items(_Current(known, self.fingerprint)):
+        refused_before = self.ledger.refusals(connector.source, self._refusal_settings)
+        for item in connector.items(_Current(known, self.fingerprint, refused_before)):
             seen.add(item.document_id)
             previous = known.get(item.document_id)
-            if previous and previous.content_hash == item.content_hash and previous.fingerprint == self.fingerprint:
+            before = refused_before.get(item.document_id)
+            if before and (before.version, before.content_hash) == (item.version, item.content_hash):
+                refused[item.document_id] = before  # unchanged since it was refused: not read again
+                where = path_text(item.path) if item.path else item.document_id
+                report.errors.append(IngestError(document=where, error=before.reason))
+                report.failed += 1
+                tick(1)
+            elif previous and previous.content_hash == item.content_hash and previous.fingerprint == self.fingerprint:
                 report.unchanged += 1
                 tick(1)
-            elif parsed := self._parse(item, previous, report):
+            elif parsed := self._parse(item, previous, report, refused):
                 batch.append(parsed)
                 size += len(parsed.chunks)
             else:
@@ -323,6 +347,7 @@ class Ingestor:
         known = self.ledger.documents(connector.source)
         self._reconcile(connector.source, known, report)
         seen: set[str] = set()
+        refused: dict[str, Refusal] = {}  # documents refused by type or size this run
         with _progress(show_progress) as progress:
             task = progress.add_task(connector.source, total=len(known) or None, chunks=0, rate="") if progress is not None else None
             done = 0
@@ -337,7 +362,7 @@ class Ingestor:
                     progress.update(task, advance=documents, chunks=report.chunks_embedded, rate=rate)
 
             try:
-                for window in _windows(self._batches(connector, known, report, seen, tick)):
+                for window in _windows(self._batches(connector, known, report, seen, refused, tick)):
                     chunks = [c for batch in window for parsed in batch for c in parsed.chunks]
                     self._ensure_space(chunks)
                     vectors = self._embed(chunks)
@@ -354,5 +379,6 @@ class Ingestor:
             report.failed += 1
         allow = self.config.allow_mass_delete if allow_mass_delete is None else allow_mass_delete
         self._sync_deletions(connector, known, seen, report, allow)
+        self.ledger.replace_refusals(connector.source, self._refusal_settings, refused)
         self.ledger.record_run(connector.source, started, report.model_dump(mode="json"))
         return report

@@ -52,21 +52,24 @@ def model_configs(config: RaglineConfig) -> list[ModelConfig]:
 
 def make_provider(spec: ModelConfig, llm: LLMConfig) -> LLMProvider:
     """One provider from its `[[models]]` entry (`llm` gives llama.cpp's threads and context)."""
-    base_url = spec.base_url or DEFAULT_BASE_URLS.get(spec.provider)
     api_key = secret_from_env(spec.api_key_env, spec.api_key_file)
+    http = {
+        "base_url": spec.base_url or DEFAULT_BASE_URLS.get(spec.provider), "api_key": api_key,
+        "timeout": spec.timeout, "name": spec.name, "missing_key": None if api_key else missing_key(spec),
+    }  # fmt: skip
     provider: LLMProvider
     if spec.provider == "openai":
         from ragline.llm.providers.openai import OpenAIProvider
 
-        provider = OpenAIProvider(spec.model, base_url=base_url, api_key=api_key, timeout=spec.timeout, name=spec.name)
+        provider = OpenAIProvider(spec.model, **http)
     elif spec.provider == "anthropic":
         from ragline.llm.providers.anthropic import AnthropicProvider
 
-        provider = AnthropicProvider(spec.model, base_url=base_url, api_key=api_key, timeout=spec.timeout, name=spec.name)
+        provider = AnthropicProvider(spec.model, **http)
     elif spec.provider == "ollama":
         from ragline.llm.providers.ollama import OllamaProvider
 
-        provider = OllamaProvider(spec.model, base_url=base_url, api_key=api_key, timeout=spec.timeout, name=spec.name)
+        provider = OllamaProvider(spec.model, **http)
     else:
         from ragline.llm.providers.llamacpp import LlamaCppProvider
 
@@ -75,6 +78,15 @@ def make_provider(spec: ModelConfig, llm: LLMConfig) -> LLMProvider:
     if spec.context_window:
         provider.context_window = spec.context_window
     return provider
+
+
+def missing_key(spec: ModelConfig) -> str:
+    """Where a key was looked for and not found, for the provider's auth errors: an
+    OpenAI-compatible server without auth needs none, so a missing key is no error by itself."""
+    looked = [f"${spec.api_key_env} is not set"] if spec.api_key_env else []
+    if spec.api_key_file:
+        looked.append(f"{spec.api_key_file} is empty")
+    return " and ".join(looked) or "no api_key_env or api_key_file is configured"
 
 
 def price_of(spec: ModelConfig) -> Price:

@@ -25,11 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
 from ragline.llm.base import ChatMessage
+from ragline.pipelines.prompt_sandbox import PromptEnvironment, render_blocks
 
 HASH_CHARS = 12
 ROLES = ("system", "user", "assistant")
@@ -42,11 +42,13 @@ MAX_PROMPT_BYTES = 256 * 1024  # prompts are a few KiB; a bigger file is a mista
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 _HEX = re.compile(r"[0-9a-f]+")
+_HASH = re.compile(rf"[0-9a-f]{{{HASH_CHARS}}}")
 _HEADER = re.compile(r"\A\{#(.*?)#\}", re.DOTALL)
 _HEADER_KEYS = ("description", "variables")
 
-# Prompt files may come from other teams: the sandbox keeps templates away from Python internals.
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# Prompt files may come from other teams: the sandbox keeps templates away from Python
+# internals, and its budget keeps one render from hanging or flooding a query.
+_ENV = PromptEnvironment()
 
 
 class PromptError(ValueError):
@@ -76,7 +78,7 @@ class Prompt:
         self.hash = content_hash(self.source)
         self.description, self.variables = self._header()
         try:
-            self._template = _ENV.from_string(self.source)
+            self._template = _ENV.compile_prompt(self.source)
         except TemplateSyntaxError as exc:
             raise PromptError(f"prompt {self.version}, line {exc.lineno}: {exc.message}") from None
         self.roles = tuple(self._template.blocks)
@@ -106,14 +108,13 @@ class Prompt:
         missing = [v for v in self.variables if v not in variables]
         if missing:
             raise PromptError(f"prompt {self.version} needs variable(s) {', '.join(missing)}")
-        context = self._template.new_context(variables)
         try:
-            return [
-                ChatMessage(role=role, content="".join(self._template.blocks[role](context)))
-                for role in self.roles
-            ]
-        except (UndefinedError, SecurityError) as exc:
+            blocks = render_blocks(self._template, self.roles, variables)
+        except (UndefinedError, SecurityError) as exc:  # SecurityError includes the render limits
             raise PromptError(f"prompt {self.version}: {exc.message}") from None
+        except Exception as exc:  # a template can fail in any way Python can: name the prompt, not a traceback
+            raise PromptError(f"prompt {self.version} failed to render: {type(exc).__name__}: {exc}") from None
+        return [ChatMessage(role=role, content=content) for role, content in blocks]
 
     def __repr__(self) -> str:
         return f"Prompt({self.version!r})"
@@ -193,6 +194,15 @@ class PromptRegistry:
             isinstance(labels, dict) and all(isinstance(h, str) for h in labels.values()) for labels in data.values()
         ):
             raise PromptError(f'{path}: expected {{"prompt name": {{"label": "hash"}}}}')
+        for name, labels in data.items():  # both end up in a path under .versions/
+            if not _NAME.fullmatch(name):
+                raise PromptError(f"{path}: {name!r} is not a valid prompt name (letters, digits, '_', '.', '-')")
+            for label, version in labels.items():
+                if not _HASH.fullmatch(version):
+                    raise PromptError(
+                        f"{path}: label {label!r} of prompt {name!r} is {version!r}, not a version hash "
+                        f"({HASH_CHARS} lower-case hex digits)"
+                    )
         return data
 
     def labels(self, name: str) -> dict[str, str]:

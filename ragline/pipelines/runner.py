@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from typing import Any, TypeVar
 
 from ragline.llm.base import StreamChunk
+from ragline.pipelines.config import check_question
 from ragline.pipelines.context import StepContext
 from ragline.pipelines.pipeline import Pipeline, PipelineError
 from ragline.pipelines.steps import Branch, ModelStep, Parallel, QueryState
@@ -58,11 +59,25 @@ class QueryScope:
 
 
 class PipelineRunner:
+    """`run`, `arun` and `stream` are where every query enters: each refuses a question
+    longer than `query.max_question_chars` before any step runs."""
+
     def __init__(self, context: StepContext, tracing: Tracing):
         self.context = context
         self.tracing = tracing
 
     def run(self, steps: list[Any], state: QueryState) -> QueryState:
+        self._check(state)
+        return self._run(steps, state)
+
+    async def arun(self, steps: list[Any], state: QueryState) -> QueryState:
+        self._check(state)
+        return await self._arun(steps, state)
+
+    def _check(self, state: QueryState) -> None:
+        check_question(state.question, self.context.query.max_question_chars)
+
+    def _run(self, steps: list[Any], state: QueryState) -> QueryState:
         for step in steps:
             with self.tracing.span(f"step {step.kind}", {"ragline.step": step.kind}) as span:
                 state = self._run_one(step, state)
@@ -73,14 +88,14 @@ class PipelineRunner:
 
     def _run_one(self, step: Any, state: QueryState) -> QueryState:
         if isinstance(step, Branch):
-            return self.run(step.choose(state), state)
+            return self._run(step.choose(state), state)
         if isinstance(step, Parallel):
             with ContextThreadPoolExecutor(max_workers=len(step.branches)) as pool:
-                results = list(pool.map(lambda steps: self.run(steps, state), step.branches))
+                results = list(pool.map(lambda steps: self._run(steps, state), step.branches))
             return step.merged(state, results)
         return step.run(state, self.context)
 
-    async def arun(self, steps: list[Any], state: QueryState) -> QueryState:
+    async def _arun(self, steps: list[Any], state: QueryState) -> QueryState:
         for step in steps:
             with self.tracing.span(f"step {step.kind}", {"ragline.step": step.kind}) as span:
                 state = await self._arun_one(step, state)
@@ -91,9 +106,9 @@ class PipelineRunner:
 
     async def _arun_one(self, step: Any, state: QueryState) -> QueryState:
         if isinstance(step, Branch):
-            return await self.arun(step.choose(state), state)
+            return await self._arun(step.choose(state), state)
         if isinstance(step, Parallel):
-            results = await asyncio.gather(*(self.arun(steps, state) for steps in step.branches))
+            results = await asyncio.gather(*(self._arun(steps, state) for steps in step.branches))
             return step.merged(state, list(results))
         return await step.arun(state, self.context)
 
@@ -101,8 +116,9 @@ class PipelineRunner:
         """The model's text deltas of the last step as they come, then the final state; a
         pipeline that answers earlier (or whose last step is no model step) yields its
         answer's text as one delta."""
+        self._check(state)
         *head, last = steps
-        state = self.run(head, state)
+        state = self._run(head, state)
         streamed = False
         if state.answer is None and isinstance(last, ModelStep):
             with self.tracing.span(f"step {last.kind}", {"ragline.step": last.kind}) as span:
@@ -114,7 +130,7 @@ class PipelineRunner:
                         yield item
                 _record_step(span, last.kind, state)
         elif state.answer is None:
-            state = self.run([last], state)
+            state = self._run([last], state)
         if not streamed and state.answer is not None and state.answer.text:
             yield StreamChunk(delta=state.answer.text)
         yield state

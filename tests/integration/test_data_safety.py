@@ -96,7 +96,7 @@ def test_a_symlink_loop_is_one_failed_document(tmp_path, embedder) -> None:
     assert {error.document for error in report.errors} == {"a", "b"}
 
 
-def _cli_without_root_overrides(*args: str) -> subprocess.CompletedProcess:
+def _cli_without_root_overrides(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`ragline ARGS` obeying permission bits even when the suite runs as root: the process
     drops the capabilities that let root read unreadable files (setpriv, util-linux)."""
     command = [sys.executable, "-m", "ragline", *args]
@@ -105,7 +105,8 @@ def _cli_without_root_overrides(*args: str) -> subprocess.CompletedProcess:
             pytest.fail("running as root needs util-linux's setpriv to drop CAP_DAC_OVERRIDE")
         command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *command]
     return subprocess.run(
-        command, capture_output=True, text=True, cwd=ROOT, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        command, capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
 
 
@@ -222,3 +223,30 @@ def test_a_full_disk_stops_with_a_message_and_the_store_converges_later(tmp_path
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert checked.returncode == 0 and json.loads(checked.stdout)["consistent"] is True
+
+
+def test_refused_files_are_not_read_again_until_they_or_the_settings_change(tmp_path, embedder) -> None:
+    """A refused file is not hashed again (a 3 GB file cost two full reads per run): made
+    unreadable after the first run, it is still refused by type or size, not "cannot read";
+    a new limit retries it."""
+    folder, store = _folder(tmp_path), tmp_path / "store"
+    (folder / "table.xyz").write_text("not a format ragline parses\n")
+    (folder / "big.txt").write_text("word " * 400)
+    limit = {"RAGLINE_INGEST__MAX_DOCUMENT_BYTES": "1000"}
+    first = _cli_without_root_overrides("ingest", str(folder), "--store", str(store), "--json", env=limit)
+    reasons = {Path(e["document"]).name: e["error"] for e in json.loads(first.stdout)["errors"]}
+    assert reasons["table.xyz"].startswith("unsupported file type") and reasons["big.txt"].startswith("too large")
+    (folder / "table.xyz").chmod(0)
+    (folder / "big.txt").chmod(0)
+    try:
+        again = _cli_without_root_overrides("ingest", str(folder), "--store", str(store), "--json", env=limit)
+        retried = _cli_without_root_overrides("ingest", str(folder), "--store", str(store), "--json",
+                                              env={"RAGLINE_INGEST__MAX_DOCUMENT_BYTES": "100000"})
+    finally:
+        (folder / "table.xyz").chmod(0o644)
+        (folder / "big.txt").chmod(0o644)
+    assert again.returncode == retried.returncode == EXIT_PARTIAL_FAILURE
+    reasons = {Path(e["document"]).name: e["error"] for e in json.loads(again.stdout)["errors"]}
+    assert reasons["table.xyz"].startswith("unsupported file type") and reasons["big.txt"].startswith("too large")
+    reasons = {Path(e["document"]).name: e["error"] for e in json.loads(retried.stdout)["errors"]}
+    assert reasons["big.txt"].startswith("cannot read")  # the limit changed: read again (and now unreadable)

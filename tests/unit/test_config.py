@@ -94,7 +94,7 @@ def test_models_chain_config_is_validated(tmp_path) -> None:
         ("[reliability.breaker]\ncooldwn = 5\n", "reliability.breaker", "cooldwn", "did you mean `cooldown`?"),
         ("[chunking]\nchunk_sise = 100\n", "chunking", "chunk_sise", "did you mean `chunk_size`?"),
         ("[ingest]\nbatch_chunk = 8\n", "ingest", "batch_chunk", "did you mean `batch_chunks`?"),
-        ("[query]\nzzz = 1\n", "query", "zzz", "valid keys: max_source_chars, top_k"),
+        ("[query]\nzzz = 1\n", "query", "zzz", "valid keys: max_question_chars, max_source_chars, top_k"),
     ],
 )
 def test_unknown_key_in_a_section_names_file_section_key_and_closest(tmp_path, toml, section, key, hint):

@@ -181,7 +181,7 @@ def test_connection_refused_names_base_url() -> None:
     base_url = f"http://127.0.0.1:{free_port()}"
     for provider_cls, _ in PROTOCOLS.values():
         def make(case: str, **kw) -> HttpProvider:
-            return provider_cls("m", base_url=base_url, **kw)
+            return provider_cls("m", base_url=base_url, api_key=API_KEY, **kw)  # Anthropic sends nothing without one
 
         for error in _errors(_four_ways(make, "-")):
             assert (error.status, error.kind) == (None, "connection")

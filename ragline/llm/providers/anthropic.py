@@ -48,6 +48,7 @@ class AnthropicProvider(HttpProvider):
     default_base_url = "https://api.anthropic.com"
     default_name = "anthropic"
     path = "/v1/messages"
+    requires_key = True
 
     def _headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}

@@ -54,6 +54,7 @@ class HttpProvider(LLMProvider):
     default_base_url: str
     default_name: str
     path: str  # POSTed to, relative to base_url
+    requires_key = False  # the API refuses every request without a key: fail before sending
 
     def __init__(
         self,
@@ -64,12 +65,16 @@ class HttpProvider(LLMProvider):
         timeout: float = 60.0,
         name: str | None = None,
         context_window: int | None = None,
+        missing_key: str | None = None,
     ):
+        """`missing_key` says where the absent key should have come from ("$OPENAI_API_KEY is
+        not set"): auth failures name it, so a user does not debug a bare HTTP 401."""
         self.model = model
         self.name = name or self.default_name
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.context_window = context_window
         self._api_key = api_key
+        self._missing_key = missing_key or "no API key was given"
         self._client_args = {
             "base_url": self.base_url,
             "headers": self._headers(api_key),
@@ -108,17 +113,20 @@ class HttpProvider(LLMProvider):
     # --- sync and async calls: the same steps around a different transport ---------------
 
     def complete(self, request: ChatRequest, *, timeout: float | None = None) -> Completion:
+        self._require_key()
         with self._mapped_errors():
             response = self._client.post(self.path, **self._request_args(request, timeout, False))
         return self._completion(response)
 
     async def acomplete(self, request: ChatRequest, *, timeout: float | None = None) -> Completion:
+        self._require_key()
         with self._mapped_errors():
             client = self._async_client()
             response = await client.post(self.path, **self._request_args(request, timeout, False))
         return self._completion(response)
 
     def stream(self, request: ChatRequest, *, timeout: float | None = None) -> Iterator[StreamChunk]:
+        self._require_key()
         state = StreamState()
         with self._mapped_errors(state):
             args = self._request_args(request, timeout, True)
@@ -135,6 +143,7 @@ class HttpProvider(LLMProvider):
     async def astream(
         self, request: ChatRequest, *, timeout: float | None = None
     ) -> AsyncIterator[StreamChunk]:
+        self._require_key()
         state = StreamState()
         with self._mapped_errors(state):
             args = self._request_args(request, timeout, True)
@@ -158,6 +167,10 @@ class HttpProvider(LLMProvider):
         self.close()
 
     # --- shared steps ----------------------------------------------------------------------
+
+    def _require_key(self) -> None:
+        if self.requires_key and not self._api_key:
+            raise self._error(f"no API key ({self._missing_key})", kind="auth")
 
     def _async_client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -247,6 +260,8 @@ class HttpProvider(LLMProvider):
         except ValueError:
             message = text.strip()
         message = message[:_MAX_ERROR_CHARS] or response.reason_phrase
+        if response.status_code in (401, 403) and not self._api_key:
+            message += f" ({self._missing_key})"
         return self._error(
             f"HTTP {response.status_code}: {message}",
             status=response.status_code,
