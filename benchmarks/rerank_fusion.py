@@ -70,7 +70,7 @@ def main() -> None:
     table = Table(f"{args.mode}, {len(judged)} queries, depth {args.depth}", "nDCG@10", "recall@10", "recall@100", "MRR@10")
     for name, ranking in rankings.items():
         n = len(ranking)
-        table.add_row(name, *(f"{sum(metric(r, qrels[q], k) for q, r in ranking.items()) / n:.4f}"
+        table.add_row(name, *(f"{sum(metric(r, qrels[q], k).value or 0.0 for q, r in ranking.items()) / n:.4f}"
                               for metric, k in ((ndcg_at_k, 10), (recall_at_k, 10), (recall_at_k, 100), (mrr_at_k, 10))))
     Console().print(table)
 

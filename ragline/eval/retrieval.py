@@ -96,10 +96,11 @@ def evaluate(
     for qid in judged:
         ranking = document_ranking(search(queries[qid], DOCUMENT_DEPTH * CHUNKS_PER_DOCUMENT))
         judgments = qrels[qid]
-        totals["ndcg"] += ndcg_at_k(ranking, judgments, 10)
-        totals["r10"] += recall_at_k(ranking, judgments, 10)
-        totals["r100"] += recall_at_k(ranking, judgments, 100)
-        totals["mrr"] += mrr_at_k(ranking, judgments, 10)
+        # trec_eval's convention for a judged query with nothing relevant: it scores 0.
+        totals["ndcg"] += ndcg_at_k(ranking, judgments, 10).value or 0.0
+        totals["r10"] += recall_at_k(ranking, judgments, 10).value or 0.0
+        totals["r100"] += recall_at_k(ranking, judgments, 100).value or 0.0
+        totals["mrr"] += mrr_at_k(ranking, judgments, 10).value or 0.0
         tick()
     n = len(judged)
     return RetrievalEvalResult(
