@@ -35,6 +35,7 @@ from ragline.cli_output import (
 )
 from ragline.cli_output import emit_json as _emit_json
 from ragline.cli_output import opened as _opened
+from ragline.cli_eval import eval_app
 from ragline.cli_pipelines import pipeline_app
 from ragline.cli_prompts import prompts_app
 from ragline.cli_traces import traces_app
@@ -272,7 +273,6 @@ def query(
     print_sources(answer)
 
 
-eval_app = typer.Typer(help="Evaluate retrieval and answers.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(traces_app, name="traces")

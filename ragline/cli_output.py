@@ -89,6 +89,18 @@ ReplayOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
 
 
+def store_dir(store: Path | None, config: Path | None) -> Path:
+    """The store directory the other commands would open: `--store`, else the config's
+    store.path (ragline.toml, RAGLINE_STORE__PATH), else the default."""
+    from ragline.config import ConfigError, load_config
+
+    overrides = {"store": {"path": str(store)}} if store else {}
+    try:
+        return Path(load_config(config, **overrides).store.path)
+    except ConfigError as exc:
+        fail(exc)
+
+
 @contextmanager
 def opened(store: Path | None, config: Path | None, **overrides: Any):
     """Open the store, turning setup errors into a clear message and exit code 1."""

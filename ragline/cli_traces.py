@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ragline.cli_output import ConfigOption, StoreOption, emit_json, fail
-from ragline.config import ConfigError, load_config
+from ragline.cli_output import ConfigOption, StoreOption, emit_json, fail, store_dir
 from ragline.tracing.render import trace_html, trace_tree
 from ragline.tracing.store import SpanNode, Trace, TraceNotFound, TraceStore
 
@@ -29,18 +28,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 TraceId = Annotated[str, typer.Argument(help="Trace id, or a unique prefix of one.")]
 
 
-def _store_dir(store: Path | None, config: Path | None) -> Path:
-    """The store directory the other commands would open: `--store`, else the config's
-    store.path (ragline.toml, RAGLINE_STORE__PATH), else the default."""
-    overrides = {"store": {"path": str(store)}} if store else {}
-    try:
-        return Path(load_config(config, **overrides).store.path)
-    except ConfigError as exc:
-        fail(exc)
-
-
 def _store(store: Path | None, config: Path | None) -> TraceStore:
-    directory = _store_dir(store, config)
+    directory = store_dir(store, config)
     try:
         return TraceStore.in_store(directory)
     except FileNotFoundError as exc:

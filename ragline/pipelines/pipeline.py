@@ -49,7 +49,7 @@ class _AliasFound(yaml.YAMLError):
         self.line = line
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+class NoAliasLoader(yaml.SafeLoader):
     """SafeLoader refusing anchors and aliases: nested aliases expand exponentially (a
     "billion laughs" of a few hundred bytes hangs validation), and pipelines never need them."""
 
@@ -131,7 +131,7 @@ def load_pipeline(path: Path) -> Pipeline:
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
-            data = yaml.load(text, Loader=_NoAliasLoader)
+            data = yaml.load(text, Loader=NoAliasLoader)
     except _AliasFound as exc:
         raise PipelineError(f"{path}, line {exc.line}: anchors and aliases are not allowed in pipeline files") from None
     except (OSError, ValueError, yaml.YAMLError) as exc:

@@ -1,0 +1,149 @@
+"""`ragline eval`: answer-quality suites (`run`, `compare`, `gate`) and the BEIR retrieval
+eval (`retrieval`, in cli.py). A thin layer over `ragline.eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ragline.cli_output import (
+    ConfigOption,
+    JsonOption,
+    RecordOption,
+    ReplayOption,
+    StoreOption,
+    emit_json,
+    err,
+    fail,
+    opened,
+    out,
+    replay_overrides,
+    store_dir,
+)
+
+eval_app = typer.Typer(help="Evaluate retrieval and answers.", no_args_is_help=True)
+
+SuiteArgument = Annotated[Path, typer.Argument(help="A suite file (.toml or .yaml).")]
+
+
+def _suite(path: Path):
+    from ragline.eval.suite import SuiteError, load_suite
+
+    try:
+        return load_suite(path)
+    except SuiteError as exc:
+        fail(exc, kind="suite")
+
+
+def _run(rag, suite, *, as_json: bool):
+    from ragline.eval.harness import run_suite
+
+    with Progress(TextColumn(f"eval {escape(suite.name)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=as_json) as progress:  # fmt: skip
+        task = progress.add_task("items", total=None)
+        return run_suite(rag, suite, tick=lambda n: progress.advance(task, n))
+
+
+def _overrides(suite, record: Path | None, replay: Path | None) -> dict:
+    overrides = replay_overrides(record, replay)
+    if suite.budget_usd:
+        overrides["budget"] = {"per_run_usd": suite.budget_usd}
+    return overrides
+
+
+@eval_app.command("run")
+def run(
+    suite_file: SuiteArgument,
+    record: RecordOption = None,
+    replay: ReplayOption = None,
+    store: StoreOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer every item of a suite, score it, and store the run."""
+    from ragline.eval.runs import summary_json
+
+    suite = _suite(suite_file)
+    with opened(store, config, **_overrides(suite, record, replay)) as rag:
+        result, _ = _run(rag, suite, as_json=as_json)
+    if as_json:
+        emit_json(summary_json(result))
+        return
+    table = Table(f"run {result.run_id} · {result.items} items", "mean", "95% CI", "coverage")
+    for name, metric in result.metrics.items():
+        ci = f"{metric.ci_low:.3f} – {metric.ci_high:.3f}" if metric.ci_low is not None else "-"
+        table.add_row(name, "-" if metric.mean is None else f"{metric.mean:.3f}", ci, f"{metric.coverage:.0%}")
+    out.print(table)
+    out.print(f"prompts: {', '.join(result.prompt_versions.values())}; cost ${result.cost_usd:.4f}")
+
+
+def _print_comparison(comparison: dict) -> None:
+    table = Table(f"{comparison['baseline']} → {comparison['candidate']}", "delta", "95% CI", "p", "verdict")
+    for name, metric in comparison["metrics"].items():
+        if metric["delta"] is None:  # nothing to pair: the verdict says why
+            table.add_row(name, "-", "-", "-", metric["verdict"])
+            continue
+        table.add_row(name, f"{metric['delta']:+.3f}", f"{metric['ci_low']:+.3f} – {metric['ci_high']:+.3f}",
+                      f"{metric['p_value']:.3g}", metric["verdict"])  # fmt: skip
+    out.print(table)
+    if comparison["flipped"]:
+        out.print(f"passed before, fail now: {', '.join(map(escape, comparison['flipped'][:20]))}")
+
+
+@eval_app.command("compare")
+def compare(
+    baseline: Annotated[str, typer.Argument(help="The baseline run id.")],
+    candidate: Annotated[str, typer.Argument(help="The candidate run id.")],
+    store: StoreOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Paired comparison of two stored runs: per metric delta, CI, p-value and verdict."""
+    from ragline.eval.compare import compare_runs
+    from ragline.eval.runs import RunStore
+
+    runs = RunStore(store_dir(store, config))
+    try:
+        comparison = compare_runs(runs, baseline, candidate)
+    except KeyError as exc:
+        fail(exc.args[0], kind="not_found")
+    finally:
+        runs.close()
+    if as_json:
+        emit_json(comparison)
+    else:
+        _print_comparison(comparison)
+
+
+@eval_app.command("gate")
+def gate(
+    suite_file: SuiteArgument,
+    baseline: Annotated[str, typer.Option("--baseline", help="A run id, or a prompt label (e.g. production).")],
+    record: RecordOption = None,
+    replay: ReplayOption = None,
+    store: StoreOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score the current prompt versions (reusing a stored run of exactly them) against a
+    baseline. Exit 0 pass, 1 quality regression, 2 harness failure."""
+    from ragline.eval.gating import gate_suite
+
+    suite = _suite(suite_file)
+    with opened(store, config, **_overrides(suite, record, replay)) as rag:
+        verdict, code = gate_suite(rag, suite, baseline, run=lambda: _run(rag, suite, as_json=as_json)[0])
+    if as_json:
+        emit_json(verdict)
+    else:
+        if verdict.get("metrics"):
+            _print_comparison(verdict)
+        for reason in verdict["reasons"]:
+            err.print(f"[red]•[/] {escape(reason)}")
+        out.print("[green]gate passed[/]" if verdict["passed"] else "[red]gate failed[/]")
+    if code:
+        raise typer.Exit(code)

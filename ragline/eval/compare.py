@@ -1,0 +1,82 @@
+"""Comparing two stored runs item by item, and the gate a candidate must pass.
+
+Items are paired by id; per metric the paired delta gets a bootstrap CI and a permutation
+p-value (McNemar for pass/fail metrics), and a verdict. The gate fails a candidate on a
+floor, on non-inferiority (the delta's CI upper bound below -margin), or on items that
+passed in the baseline and fail now; it reports a harness failure instead when the two
+runs are not comparable (other data, missing items, coverage below its floor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragline.eval.runs import ItemResult, RunRecord, RunStore
+from ragline.eval.scores import Score
+from ragline.eval.stats import compare_metric, flips
+from ragline.eval.suite import GateSection
+
+GATE_PASSED, GATE_REGRESSION, GATE_HARNESS_FAILURE = 0, 1, 2
+
+
+def _aligned(baseline: dict[str, ItemResult], candidate: dict[str, ItemResult], metric: str) -> tuple[list[Score], list[Score], list[str]]:
+    ids = [item_id for item_id in baseline if metric in baseline[item_id].scores]
+    missing = Score.error("missing from the candidate run")
+    pairs = [(baseline[i].scores[metric], candidate[i].scores.get(metric, missing) if i in candidate else missing) for i in ids]
+    return [b for b, _ in pairs], [c for _, c in pairs], ids
+
+
+def compare_runs(store: RunStore, baseline_id: str, candidate_id: str, *, alpha: float = 0.05) -> dict[str, Any]:
+    """`eval compare --json`: per metric delta, CI, p-value and verdict; the items that
+    passed in the baseline and fail in the candidate (`flipped`)."""
+    baseline_run, candidate_run = store.run(baseline_id), store.run(candidate_id)
+    baseline, candidate = store.items(baseline_id), store.items(candidate_id)
+    metrics, flipped = {}, set()
+    for metric in baseline_run.metrics:
+        if metric not in candidate_run.metrics:
+            continue
+        before, after, ids = _aligned(baseline, candidate, metric)
+        result = compare_metric(metric, before, after, alpha=alpha)
+        metrics[metric] = {
+            "delta": result.delta, "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value,
+            "verdict": result.verdict, "baseline_mean": result.baseline_mean, "candidate_mean": result.candidate_mean,
+            "items": result.items, "test": result.test, "mde": result.mde,
+        }  # fmt: skip
+        regressed, _ = flips(before, after)
+        flipped.update(ids[i] for i in regressed)
+    return {"baseline": baseline_id, "candidate": candidate_id, "metrics": metrics, "flaky": [], "flipped": sorted(flipped)}
+
+
+def gate(store: RunStore, baseline: RunRecord, candidate: RunRecord, policy: GateSection) -> tuple[dict[str, Any], int]:
+    """`eval gate --json` (the comparison plus passed and reasons) and the exit code."""
+    comparison = compare_runs(store, baseline.run_id, candidate.run_id, alpha=policy.alpha)
+    harness, quality = _comparable(baseline, candidate), []
+    answered = candidate.answered / candidate.items if candidate.items else 0.0
+    if answered < policy.min_coverage:
+        harness.append(f"only {answered:.0%} of the items were answered (the floor is {policy.min_coverage:.0%}): "
+                       "see the run's item errors")  # fmt: skip
+    for name, summary in candidate.metrics.items():
+        floor = policy.floors.get(name)
+        if floor is not None and (summary.mean is None or summary.mean < floor):
+            quality.append(f"{name}: mean {summary.mean} is below the floor {floor}")
+    for name, result in comparison["metrics"].items():
+        if result["ci_high"] is not None and result["ci_high"] < -policy.margin:
+            quality.append(
+                f"{name}: worse by {-result['delta']:.3f} ({1 - policy.alpha:.0%} CI {result['ci_low']:.3f} to "
+                f"{result['ci_high']:.3f}, "
+                f"p = {result['p_value']:.3g}); the margin is {policy.margin}"
+            )
+    if policy.no_new_failures and comparison["flipped"]:
+        quality.append(f"{len(comparison['flipped'])} items passed in the baseline and fail now")
+    reasons = harness + quality
+    code = GATE_HARNESS_FAILURE if harness else GATE_REGRESSION if quality else GATE_PASSED
+    return {**comparison, "passed": code == GATE_PASSED, "reasons": reasons}, code
+
+
+def _comparable(baseline: RunRecord, candidate: RunRecord) -> list[str]:
+    problems = []
+    if baseline.dataset_hash != candidate.dataset_hash:
+        problems.append("the dataset changed since the baseline run: re-run the baseline on this data")
+    if baseline.items != candidate.items:
+        problems.append(f"the runs have {baseline.items} and {candidate.items} items")
+    return problems

@@ -1,0 +1,137 @@
+"""Running a suite: ingest the dataset's corpus (incrementally), answer every item through
+the suite's pipeline concurrently (bounded) with the async API under one run budget, score
+each answer, and store the run with everything that shapes its answers.
+
+A failed item (provider error, timeout, budget refusal) is stored with its error and scores
+`error(kind)` on every metric: it lowers coverage, it is never skipped. Model calls go
+through the store's model stack, so `--record` / `--replay` make a run reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from importlib.metadata import version as package_version
+
+from ragline.eval.answer_metrics import abstained
+from ragline.eval.datasets import CorpusConnector, Dataset, EvalItem, load_dataset
+from ragline.eval.item_metrics import failed_item, score_item
+from ragline.eval.runs import ItemResult, MetricSummary, RunRecord, RunStore
+from ragline.eval.scores import aggregate
+from ragline.eval.stats import bootstrap_ci
+from ragline.eval.suite import Suite
+
+Progress = Callable[[int], None]
+
+
+def settings_of(rag, suite: Suite) -> dict:
+    """Everything besides the prompts that decides an answer: the pipeline as it runs, the
+    retrieval, embedding and model settings (names of key variables only, never keys)."""
+    config = rag.config
+    return {
+        "pipeline": rag.get_pipeline(suite.pipeline.name).to_dict(),
+        "retrieval": config.retrieval.model_dump(mode="json"),
+        "embedding": config.embedding.model_dump(mode="json"),
+        "llm": config.llm.model_dump(mode="json", exclude={"n_threads"}),
+        "models": [m.model_dump(mode="json") for m in config.models],
+        "query": config.query.model_dump(mode="json"),
+        "metrics": suite.metrics.names,
+    }
+
+
+def settings_hash(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def ingest_corpus(rag, dataset: Dataset, suite: Suite, *, show_progress: bool = False) -> None:
+    if dataset.corpus:
+        rag.ingest(CorpusConnector(dataset, f"eval:{suite.name}:{dataset.format}"), show_progress=show_progress)
+
+
+async def _answer(rag, pipeline, item: EvalItem, suite: Suite, labels, gate: asyncio.Semaphore) -> ItemResult:
+    async with gate:
+        started = time.perf_counter()
+        try:
+            answer = await rag.arun_pipeline(pipeline, item.question)
+        except Exception as exc:  # every failure is the item's outcome, with its kind
+            kind = getattr(exc, "kind", None) or type(exc).__name__
+            return ItemResult(
+                item_id=item.id, question=item.question, error=f"{kind}: {exc}"[:500],
+                latency_ms=(time.perf_counter() - started) * 1000, scores=failed_item(suite.metrics.names, kind),
+            )  # fmt: skip
+    return ItemResult(
+        item_id=item.id, question=item.question, answer=answer.text, sources=[s.document_id for s in answer.sources],
+        cited=[c.document_id for c in answer.citations], abstained=abstained(answer.text),
+        latency_ms=(time.perf_counter() - started) * 1000, cost_usd=answer.cost_usd,
+        scores=score_item(item, answer, suite.metrics.names, labels),
+    )  # fmt: skip
+
+
+async def _answer_all(rag, suite: Suite, dataset: Dataset, tick: Progress | None) -> list[ItemResult]:
+    pipeline = rag.get_pipeline(suite.pipeline.name)
+    gate = asyncio.Semaphore(suite.concurrency)
+
+    async def one(item: EvalItem) -> ItemResult:
+        result = await _answer(rag, pipeline, item, suite, dataset.labels, gate)
+        if tick:
+            tick(1)
+        return result
+
+    return list(await asyncio.gather(*(one(item) for item in dataset.items)))
+
+
+def run_suite(rag, suite: Suite, *, tick: Progress | None = None, store: RunStore | None = None) -> tuple[RunRecord, list[ItemResult]]:
+    """Run `suite` against `rag`'s store and save the run (in `store`, default the store's)."""
+    dataset = load_dataset(suite.dataset.path, suite.dataset.format, limit=suite.dataset.limit, name=suite.name)
+    ingest_corpus(rag, dataset, suite)
+    settings = settings_of(rag, suite)
+    spent_before = rag.budget.run.spent
+    items = asyncio.run(_answer_all(rag, suite, dataset, tick))
+    metrics = {}
+    for name in suite.metrics.names:
+        scores = [item.scores[name] for item in items]
+        summary = aggregate(scores)
+        values = [s.value for s in scores if s.ok]
+        low, high = bootstrap_ci(values) if values else (None, None)
+        metrics[name] = MetricSummary(mean=summary.mean, ci_low=low, ci_high=high, coverage=summary.coverage)
+    run = RunRecord(
+        run_id=uuid.uuid4().hex[:12], suite=suite.name, dataset_hash=dataset.content_hash,
+        settings_hash=settings_hash(settings), prompt_versions=prompt_versions(rag, suite),
+        models=[rag.components.llm.chain.identity], ragline_version=package_version("ragline"), items=len(items),
+        answered=sum(item.error is None for item in items),
+        metrics=metrics, cost_usd=round(rag.budget.run.spent - spent_before, 8), settings=settings,
+    )  # fmt: skip
+    owned = store is None
+    store = store or RunStore(rag.path)
+    try:
+        store.save(run, items)
+    finally:
+        if owned:
+            store.close()
+    return run, items
+
+
+def prompt_versions(rag, suite: Suite) -> dict[str, str]:
+    """name -> name@hash of every prompt the suite's pipeline renders, as they are now."""
+    names = {rag.config.prompts.synthesis.split("@")[0]}
+    for step in _walk(rag.get_pipeline(suite.pipeline.name).steps):
+        prompt = getattr(step, "prompt", None)
+        if step.kind == "rewrite":
+            names.add((prompt or step.strategy).split("@")[0])
+        elif step.kind == "synthesize" and prompt:
+            names.add(prompt.split("@")[0])
+    refs = {name: rag.config.prompts.synthesis if name == rag.config.prompts.synthesis.split("@")[0] else name
+            for name in names}  # fmt: skip
+    return {name: rag.prompt(ref).version for name, ref in sorted(refs.items())}
+
+
+def _walk(steps):
+    for step in steps:
+        yield step
+        yield from _walk(getattr(step, "then", []) + getattr(step, "otherwise", []))
+        for branch in getattr(step, "branches", []):
+            yield from _walk(branch)
