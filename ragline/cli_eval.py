@@ -120,12 +120,40 @@ def compare(
         _print_comparison(comparison)
 
 
+JunitOption = Annotated[Path | None, typer.Option("--junit", dir_okay=False, help="Also write JUnit XML here.")]
+MarkdownOption = Annotated[Path | None, typer.Option("--markdown", dir_okay=False, help="Also write a Markdown summary here.")]
+
+
+def _write_reports(suite_name: str, verdict: dict, junit: Path | None, markdown: Path | None) -> None:
+    from ragline.eval.reports import junit_xml
+    from ragline.eval.reports import markdown as markdown_summary
+
+    if junit:
+        junit.write_text(junit_xml(suite_name, verdict), encoding="utf-8")
+    if markdown:
+        markdown.write_text(markdown_summary(suite_name, verdict), encoding="utf-8")
+
+
+def _write_combined(results: list[tuple[str, dict]], junit: Path | None, markdown: Path | None) -> None:
+    """Several suites' gates in one JUnit file (<testsuites>) and one Markdown summary."""
+    from ragline.eval.reports import junit_xml
+    from ragline.eval.reports import markdown as markdown_summary
+
+    if junit:
+        bodies = [junit_xml(name, verdict).split("?>", 1)[1].strip() for name, verdict in results]
+        junit.write_text("<?xml version='1.0' encoding='utf-8'?>\n<testsuites>" + "".join(bodies) + "</testsuites>\n")
+    if markdown:
+        markdown.write_text("\n".join(markdown_summary(name, verdict) for name, verdict in results) or "No suite changed.\n")
+
+
 @eval_app.command("gate")
 def gate(
     suite_file: SuiteArgument,
     baseline: Annotated[str, typer.Option("--baseline", help="A run id, or a prompt label (e.g. production).")],
     record: RecordOption = None,
     replay: ReplayOption = None,
+    junit: JunitOption = None,
+    markdown: MarkdownOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -137,6 +165,7 @@ def gate(
     suite = _suite(suite_file)
     with opened(store, config, **_overrides(suite, record, replay)) as rag:
         verdict, code = gate_suite(rag, suite, baseline, run=lambda: _run(rag, suite, as_json=as_json)[0])
+    _write_reports(suite.name, verdict, junit, markdown)
     if as_json:
         emit_json(verdict)
     else:
@@ -145,5 +174,37 @@ def gate(
         for reason in verdict["reasons"]:
             err.print(f"[red]•[/] {escape(reason)}")
         out.print("[green]gate passed[/]" if verdict["passed"] else "[red]gate failed[/]")
+    if code:
+        raise typer.Exit(code)
+
+
+@eval_app.command("changed")
+def changed(
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Prompt label to gate against (default: [eval] baseline).")] = None,
+    junit: JunitOption = None,
+    markdown: MarkdownOption = None,
+    store: StoreOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run and gate every suite in `[eval] suites_dir` whose prompt versions have no stored
+    run yet (a prompt file was edited). Exit as `gate` does, the worst suite deciding."""
+    from ragline.eval.gating import changed_suites
+    from ragline.eval.suite import SuiteError
+
+    with opened(store, config) as rag:
+        label = baseline or rag.config.eval.baseline
+        try:
+            report, code = changed_suites(rag, Path(rag.config.eval.suites_dir), label,
+                                          run_for=lambda suite: _run(rag, suite, as_json=as_json)[0])  # fmt: skip
+        except SuiteError as exc:
+            fail(exc, kind="suite")
+    _write_combined([(e["suite"], e["gate"]) for e in report["suites"] if e["changed"]], junit, markdown)
+    if as_json:
+        emit_json(report)
+    else:
+        for entry in report["suites"]:
+            state = ("[green]passed[/]" if entry["gate"]["passed"] else "[red]failed[/]") if entry["changed"] else "unchanged"
+            out.print(f"{escape(entry['suite'])}: {state}  [dim]{escape(', '.join(entry['prompt_versions'].values()))}[/]")
     if code:
         raise typer.Exit(code)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ragline.cli_output import ConfigOption, StoreOption
 from ragline.cli_output import emit_json as _emit_json
 from ragline.cli_output import fail
 from ragline.pipelines.prompts import Prompt, PromptError, PromptRegistry
@@ -112,9 +113,18 @@ def label(
     ref: Annotated[str, typer.Argument(help="The version to label: NAME, NAME@label or NAME@hash-prefix.")],
     label_name: Annotated[str, typer.Argument(metavar="LABEL", help="The label, e.g. production or staging.")],
     folder: DirOption = Path("prompts"),
+    require_eval: Annotated[
+        Path | None,
+        typer.Option("--require-eval", exists=True, dir_okay=False,
+                     help="Label only if this suite's gate passes for the version, against the label's current one."),
+    ] = None,  # fmt: skip
+    store: StoreOption = None,
+    config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Point a label at a prompt version (written to the folder's manifest.json)."""
+    if require_eval is not None:
+        _require_gate(ref, label_name, folder, require_eval, store, config)
     with _registry(folder) as registry:
         prompt, previous = registry.label(ref, label_name)
     if as_json:
@@ -122,3 +132,31 @@ def label(
         return
     moved = f" (was {previous})" if previous and previous != prompt.version else ""
     out.print(f"{prompt.name}@{escape(label_name)} → {prompt.version}{moved}")
+
+
+def _require_gate(ref: str, label_name: str, folder: Path, suite_file: Path, store, config) -> None:
+    """Gate `suite_file` with `ref` as the answer prompt against what `label_name` names now;
+    refuse (exit 1, or 2 for a harness failure) unless it passes."""
+    from ragline.cli_output import opened
+    from ragline.config import ConfigError, load_config
+    from ragline.eval.gating import gate_suite
+    from ragline.eval.harness import run_suite
+    from ragline.eval.suite import SuiteError, load_suite
+
+    with _registry(folder) as registry:
+        prompt = registry.get(ref)
+    try:
+        suite = load_suite(suite_file)
+    except SuiteError as exc:
+        fail(exc, kind="suite")
+    try:
+        answer_prompt = load_config(config).prompts.synthesis.split("@")[0]
+    except ConfigError as exc:
+        fail(exc)
+    if prompt.name != answer_prompt:
+        fail(f"--require-eval gates the answer prompt ({answer_prompt}); {prompt.name} is not it", kind="usage", code=2)
+    with opened(store, config, prompts={"dir": str(folder), "synthesis": prompt.version}) as rag:
+        verdict, code = gate_suite(rag, suite, label_name, run=lambda: run_suite(rag, suite)[0])
+    if code:
+        reasons = "; ".join(verdict["reasons"]) or "the gate failed"
+        fail(f"{prompt.version} not labelled {label_name}: suite {suite.name} {reasons}", kind="gate", code=code)

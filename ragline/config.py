@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ragline.eval.config import EvalConfig
 from ragline.ingest.config import ChunkingConfig, IngestConfig, SourceConfig
 from ragline.llm.budget import BudgetLimits
 from ragline.llm.config import CacheConfig, LLMConfig, ModelConfig, ReliabilityConfig, ReplayConfig
@@ -89,6 +90,7 @@ class RaglineConfig(BaseSettings):
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @field_validator("models")
     @classmethod

@@ -59,3 +59,34 @@ def gate_suite(rag, suite: Suite, baseline_ref: str, *, run: Callable[[], RunRec
         return gate(store, baseline, candidate, suite.gate)
     finally:
         store.close()
+
+
+SUITE_SUFFIXES = (".toml", ".yaml", ".yml")
+
+
+def changed_suites(rag, suites_dir: Path, baseline_label: str, *, run_for: Callable[[Suite], RunRecord]) -> dict[str, Any]:
+    """`ragline eval changed`: every suite in `suites_dir` whose current prompt versions (with
+    these settings and data) have no stored run is run and gated against `baseline_label`.
+    Returns the report and the worst exit code (0 when nothing changed)."""
+    from ragline.eval.suite import load_suite
+
+    files = sorted(p for p in suites_dir.glob("*") if p.suffix in SUITE_SUFFIXES) if suites_dir.is_dir() else []
+    report, worst = [], 0
+    for path in files:
+        suite = load_suite(path)
+        store = RunStore(rag.path)
+        try:
+            dataset = load_dataset(suite.dataset.path, suite.dataset.format, limit=suite.dataset.limit, name=suite.name)
+            versions = prompt_versions(rag, suite)
+            stored = store.find(suite.name, prompt_versions=versions, settings_hash=settings_hash(settings_of(rag, suite)),
+                                dataset_hash=dataset.content_hash)  # fmt: skip
+        finally:
+            store.close()
+        if stored is not None:
+            report.append({"suite": suite.name, "file": str(path), "changed": False, "prompt_versions": versions})
+            continue
+        verdict, code = gate_suite(rag, suite, baseline_label, run=lambda suite=suite: run_for(suite))
+        worst = max(worst, code)
+        report.append({"suite": suite.name, "file": str(path), "changed": True, "prompt_versions": versions,
+                       "gate": verdict, "exit_code": code})  # fmt: skip
+    return {"suites": report, "passed": worst == 0, "baseline": baseline_label}, worst

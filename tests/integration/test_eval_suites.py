@@ -27,6 +27,7 @@ from ragline.pipelines.prompts import builtin_prompt
 
 PUBMEDQA = ROOT.parent / "shared" / "data" / "pubmedqa-dev" / "pqal_dev.json"
 GOOD_VERSION = builtin_prompt("synthesis").version
+BAD_INSTRUCTION = "exactly three words"
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,9 @@ def suite_file(tmp_path, entries):
 
 
 def scripted(entries: dict):
-    """Answers by prompt version: the built-in prompt gets the reference answer and label,
-    any other version a wrong label and no citation."""
+    """Answers by prompt: the good one gets the reference answer and label, the bad one (its
+    system message asks for three words) a wrong label and no citation. Decided by content,
+    not version, because a prompt version does not cross an HTTP provider's wire."""
     by_question = {entry["QUESTION"]: entry for entry in entries.values()}
 
     def answer(request) -> str:
@@ -60,7 +62,7 @@ def scripted(entries: dict):
         entry = by_question.get(question)
         if entry is None:
             return "I don't know."
-        if request.prompt_version == GOOD_VERSION:
+        if BAD_INSTRUCTION not in request.messages[0].content:
             return f"{entry['final_decision'].capitalize()}. {entry['LONG_ANSWER']} [1]"
         wrong = {"yes": "no", "no": "yes", "maybe": "yes"}[entry["final_decision"]]
         return f"{wrong.capitalize()}, probably."
@@ -77,7 +79,8 @@ def _open(store, embedder, entries, prompts_dir):
 
 def _bad_prompt(prompts_dir) -> None:
     prompts_dir.mkdir(exist_ok=True)
-    source = builtin_prompt("synthesis").source.replace("one or two sentences", "exactly three words")
+    source = builtin_prompt("synthesis").source.replace("one or two sentences", BAD_INSTRUCTION)
+    assert source != builtin_prompt("synthesis").source
     (prompts_dir / "synthesis.j2").write_text(source)
 
 
@@ -133,6 +136,7 @@ def test_cli_eval_run_and_gate_json_shapes(tmp_path, entries, suite_file):
         config.write_text(
             f'[llm]\nprovider = "openai"\nmodel = "scripted"\nbase_url = "{server.base_url()}"\n'
             f'api_key_env = "RAGLINE_TEST_KEY"\n\n[retrieval]\nrerank = "none"\n\n[prompts]\ndir = "{tmp_path / "prompts"}"\n'
+            f'\n[eval]\nsuites_dir = "{_suites_dir(tmp_path, suite_file)}"\n'
         )
 
         def cli(*args):
@@ -148,9 +152,76 @@ def test_cli_eval_run_and_gate_json_shapes(tmp_path, entries, suite_file):
         assert set(run) == {"run_id", "suite", "items", "prompt_versions", "metrics", "cost_usd"}
         assert run["items"] == 20 and run["prompt_versions"] == {"synthesis": GOOD_VERSION}
         assert all(set(m) == {"mean", "ci_low", "ci_high", "coverage"} for m in run["metrics"].values())
-        gated = cli("gate", str(suite_file), "--baseline", run["run_id"])
+        junit, summary = tmp_path / "gate.xml", tmp_path / "gate.md"
+        gated = cli("gate", str(suite_file), "--baseline", run["run_id"], "--junit", str(junit), "--markdown", str(summary))
         assert gated.returncode == 0, gated.stderr
         verdict = json.loads(gated.stdout)
         assert verdict["passed"] is True and {"baseline", "candidate", "metrics", "flaky", "flipped", "reasons"} <= set(verdict)
+        assert 'failures="0"' in junit.read_text() and ": passed" in summary.read_text()
+        unchanged = cli("changed")
+        assert unchanged.returncode == 0, unchanged.stderr
+        assert [entry["changed"] for entry in json.loads(unchanged.stdout)["suites"]] == [False]
         compared = cli("compare", run["run_id"], run["run_id"])
         assert compared.returncode == 0 and re.fullmatch(r"[0-9a-f]{12}", json.loads(compared.stdout)["baseline"])
+
+
+def _suites_dir(tmp_path, suite_file):
+    """A suites folder holding the suite, its dataset path made absolute."""
+    suites = tmp_path / "evals"
+    suites.mkdir(exist_ok=True)
+    (suites / "pubmedqa.toml").write_text(suite_file.read_text().replace('path = "pqal_first20.json"',
+                                                                          f'path = "{tmp_path / "pqal_first20.json"}"'))
+    return suites
+
+
+def test_editing_a_prompt_makes_eval_changed_run_and_gate_the_suite(tmp_path, embedder, entries, suite_file):
+    from ragline.eval.gating import changed_suites
+    from ragline.pipelines.prompts import PromptRegistry
+
+    store, prompts_dir, suites = tmp_path / "store", tmp_path / "prompts", _suites_dir(tmp_path, suite_file)
+    prompts_dir.mkdir()
+    (prompts_dir / "synthesis.j2").write_text(builtin_prompt("synthesis").source)  # the good prompt, as a file
+    PromptRegistry(prompts_dir).label("synthesis", "production")
+
+    def changed():
+        with _open(store, embedder, entries, prompts_dir) as rag:
+            return changed_suites(rag, suites, "production", run_for=lambda suite: run_suite(rag, suite)[0])
+
+    first, code = changed()
+    assert code == 0 and first["suites"][0]["changed"] and first["suites"][0]["gate"]["passed"]
+    again, code = changed()
+    assert code == 0 and not again["suites"][0]["changed"]  # stored: nothing to run
+    _bad_prompt(prompts_dir)  # an edit of prompts/synthesis.j2
+    edited, code = changed()
+    (entry,) = edited["suites"]
+    assert entry["changed"] and code == GATE_REGRESSION and not entry["gate"]["passed"]
+    assert entry["gate"]["baseline"] == first["suites"][0]["gate"]["candidate"]  # gated against production's run
+
+
+def test_a_label_requiring_an_eval_refuses_a_regressing_version(tmp_path, entries, suite_file):
+    """`ragline prompts label NAME@VERSION production --require-eval SUITE`, in process with
+    the real embedder; the model an OpenAI-compatible server on 127.0.0.1 (scripted)."""
+    from typer.testing import CliRunner
+
+    from ragline.cli import app
+    from ragline.pipelines.prompts import PromptRegistry
+
+    prompts_dir, store = tmp_path / "prompts", tmp_path / "store"
+    prompts_dir.mkdir()
+    (prompts_dir / "synthesis.j2").write_text(builtin_prompt("synthesis").source)
+    registry = PromptRegistry(prompts_dir)
+    registry.label("synthesis", "production")
+    _bad_prompt(prompts_dir)  # the working copy is now the bad version
+    bad = registry.current("synthesis")
+    with ProtocolServer(OpenAIHandler, FakeProvider(scripted(entries), model="scripted"), API_KEY) as server:
+        config = tmp_path / "ragline.toml"
+        config.write_text(f'[llm]\nprovider = "openai"\nmodel = "scripted"\nbase_url = "{server.base_url()}"\n'
+                          'api_key_env = "RAGLINE_TEST_KEY"\n\n[retrieval]\nrerank = "none"\n')  # fmt: skip
+        runner = CliRunner(env={"RAGLINE_TEST_KEY": API_KEY, "HF_HUB_OFFLINE": "1"})
+        common = ["--dir", str(prompts_dir), "--store", str(store), "--config", str(config)]
+        good_run = runner.invoke(app, ["prompts", "label", "synthesis@production", "production", "--require-eval",
+                                       str(suite_file), *common])  # fmt: skip
+        assert good_run.exit_code == 0, good_run.output  # the first gate: the version against itself
+        refused = runner.invoke(app, ["prompts", "label", bad.version, "production", "--require-eval", str(suite_file), *common])
+    assert refused.exit_code == GATE_REGRESSION and "not labelled production" in refused.output, refused.output
+    assert registry.get("synthesis@production").version == GOOD_VERSION  # production still names the good one
