@@ -20,6 +20,7 @@ from importlib.metadata import version as package_version
 from ragline.eval.answer_metrics import abstained
 from ragline.eval.datasets import CorpusConnector, Dataset, EvalItem, load_dataset
 from ragline.eval.item_metrics import failed_item, score_item
+from ragline.eval.model_metrics import MODEL_METRICS, ModelJudges
 from ragline.eval.runs import ItemResult, MetricSummary, RunRecord, RunStore
 from ragline.eval.scores import aggregate
 from ragline.eval.stats import bootstrap_ci
@@ -52,7 +53,16 @@ def ingest_corpus(rag, dataset: Dataset, suite: Suite, *, show_progress: bool = 
         rag.ingest(CorpusConnector(dataset, f"eval:{suite.name}:{dataset.format}"), show_progress=show_progress)
 
 
-async def _answer(rag, pipeline, item: EvalItem, suite: Suite, labels, gate: asyncio.Semaphore) -> ItemResult:
+def _judges(rag, suite: Suite) -> ModelJudges | None:
+    """The local models the suite's metrics read with, or None when none does."""
+    if not set(suite.metrics.names) & set(MODEL_METRICS):
+        return None
+    return ModelJudges(embedder=rag.embedder, reranker=rag.reranker)
+
+
+async def _answer(
+    rag, pipeline, item: EvalItem, suite: Suite, labels, gate: asyncio.Semaphore, judges: ModelJudges | None
+) -> ItemResult:
     async with gate:
         started = time.perf_counter()
         try:
@@ -67,16 +77,17 @@ async def _answer(rag, pipeline, item: EvalItem, suite: Suite, labels, gate: asy
         item_id=item.id, question=item.question, answer=answer.text, sources=[s.document_id for s in answer.sources],
         cited=[c.document_id for c in answer.citations], abstained=abstained(answer.text),
         latency_ms=(time.perf_counter() - started) * 1000, cost_usd=answer.cost_usd,
-        scores=score_item(item, answer, suite.metrics.names, labels),
+        scores=await asyncio.to_thread(score_item, item, answer, suite.metrics.names, labels, judges),
     )  # fmt: skip
 
 
 async def _answer_all(rag, suite: Suite, dataset: Dataset, tick: Progress | None) -> list[ItemResult]:
     pipeline = rag.get_pipeline(suite.pipeline.name)
     gate = asyncio.Semaphore(suite.concurrency)
+    judges = _judges(rag, suite)
 
     async def one(item: EvalItem) -> ItemResult:
-        result = await _answer(rag, pipeline, item, suite, dataset.labels, gate)
+        result = await _answer(rag, pipeline, item, suite, dataset.labels, gate, judges)
         if tick:
             tick(1)
         return result
