@@ -20,6 +20,7 @@ from importlib.metadata import version as package_version
 from ragline.eval.answer_metrics import abstained
 from ragline.eval.datasets import CorpusConnector, Dataset, EvalItem, load_dataset
 from ragline.eval.item_metrics import failed_item, score_item
+from ragline.eval.judge import JUDGE_METRIC, JUDGE_PROMPT, Judge
 from ragline.eval.model_metrics import MODEL_METRICS, ModelJudges
 from ragline.eval.runs import ItemResult, MetricSummary, RunRecord, RunStore
 from ragline.eval.scores import aggregate
@@ -60,8 +61,15 @@ def _judges(rag, suite: Suite) -> ModelJudges | None:
     return ModelJudges(embedder=rag.embedder, reranker=rag.reranker)
 
 
+def _judge(rag, suite: Suite) -> Judge | None:
+    if JUDGE_METRIC not in suite.metrics.names:
+        return None
+    return Judge(llm=rag.components.llm.llm(cache=True), prompt=rag.prompt(JUDGE_PROMPT))
+
+
 async def _answer(
-    rag, pipeline, item: EvalItem, suite: Suite, labels, gate: asyncio.Semaphore, judges: ModelJudges | None
+    rag, pipeline, item: EvalItem, suite: Suite, labels, gate: asyncio.Semaphore, judges: ModelJudges | None,
+    judge: Judge | None,
 ) -> ItemResult:
     async with gate:
         started = time.perf_counter()
@@ -73,21 +81,24 @@ async def _answer(
                 item_id=item.id, question=item.question, error=f"{kind}: {exc}"[:500],
                 latency_ms=(time.perf_counter() - started) * 1000, scores=failed_item(suite.metrics.names, kind),
             )  # fmt: skip
+        latency_ms = (time.perf_counter() - started) * 1000
+        scores = await asyncio.to_thread(score_item, item, answer, suite.metrics.names, labels, judges)
+        if judge is not None:
+            scores[JUDGE_METRIC] = await judge.score(item.id, item.question, answer.text, item.reference_answer)
     return ItemResult(
         item_id=item.id, question=item.question, answer=answer.text, sources=[s.document_id for s in answer.sources],
-        cited=[c.document_id for c in answer.citations], abstained=abstained(answer.text),
-        latency_ms=(time.perf_counter() - started) * 1000, cost_usd=answer.cost_usd,
-        scores=await asyncio.to_thread(score_item, item, answer, suite.metrics.names, labels, judges),
+        cited=[c.document_id for c in answer.citations], abstained=abstained(answer.text), latency_ms=latency_ms,
+        cost_usd=answer.cost_usd, scores=scores, judge_reply=judge.raw.get(item.id) if judge else None,
     )  # fmt: skip
 
 
 async def _answer_all(rag, suite: Suite, dataset: Dataset, tick: Progress | None) -> list[ItemResult]:
     pipeline = rag.get_pipeline(suite.pipeline.name)
     gate = asyncio.Semaphore(suite.concurrency)
-    judges = _judges(rag, suite)
+    judges, judge = _judges(rag, suite), _judge(rag, suite)
 
     async def one(item: EvalItem) -> ItemResult:
-        result = await _answer(rag, pipeline, item, suite, dataset.labels, gate, judges)
+        result = await _answer(rag, pipeline, item, suite, dataset.labels, gate, judges, judge)
         if tick:
             tick(1)
         return result
@@ -129,6 +140,8 @@ def run_suite(rag, suite: Suite, *, tick: Progress | None = None, store: RunStor
 def prompt_versions(rag, suite: Suite) -> dict[str, str]:
     """name -> name@hash of every prompt the suite's pipeline renders, as they are now."""
     names = {rag.config.prompts.synthesis.split("@")[0]}
+    if JUDGE_METRIC in suite.metrics.names:
+        names.add(JUDGE_PROMPT)
     for step in _walk(rag.get_pipeline(suite.pipeline.name).steps):
         prompt = getattr(step, "prompt", None)
         if step.kind == "rewrite":

@@ -4,7 +4,8 @@ Names: `exact_match`, `token_f1`, `rouge_l`, `label_accuracy`, `citation_validit
 `citation_precision`, `citation_recall`, and the ranking metrics over the answer's sources
 (documents in the order shown to the model) with a cut-off: `hit@k`, `recall@k`,
 `precision@k`, `mrr@k`, `ndcg@k`, `map@k`; with local models, `answer_similarity` and
-`source_support` (`ragline.eval.model_metrics`). An item that failed to answer scores
+`source_support` (`ragline.eval.model_metrics`); `judge_correctness`, an LLM judge
+(`ragline.eval.judge`). An item that failed to answer scores
 `error(kind)` on every metric, so it counts against coverage instead of vanishing.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from ragline.eval import answer_metrics as am
 from ragline.eval import metrics as rm
 from ragline.eval.datasets import EvalItem
+from ragline.eval.judge import JUDGE_METRIC
 from ragline.eval.model_metrics import MODEL_METRICS, ModelJudges
 from ragline.eval.scores import Score
 from ragline.models import Answer
@@ -42,11 +44,11 @@ _CUT = re.compile(r"^(?P<name>[a-z]+)@(?P<k>[1-9]\d{0,3})$")
 
 def check_metric_names(names: Sequence[str]) -> None:
     unknown = [
-        n for n in names if n not in _ANSWER_METRICS and n not in MODEL_METRICS
+        n for n in names if n not in _ANSWER_METRICS and n not in MODEL_METRICS and n != JUDGE_METRIC
         and not ((m := _CUT.match(n)) and m["name"] in _RANKING_METRICS)
     ]  # fmt: skip
     if unknown:
-        known = [*_ANSWER_METRICS, *MODEL_METRICS, *(f"{name}@k" for name in _RANKING_METRICS)]
+        known = [*_ANSWER_METRICS, *MODEL_METRICS, JUDGE_METRIC, *(f"{name}@k" for name in _RANKING_METRICS)]
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
@@ -56,6 +58,8 @@ def score_item(
     ranking = [source.document_id for source in answer.sources]
     scores: dict[str, Score] = {}
     for name in names:
+        if name == JUDGE_METRIC:
+            continue  # an async model call: the harness scores it (ragline.eval.judge)
         if name in _ANSWER_METRICS:
             scores[name] = _ANSWER_METRICS[name](item, answer, labels)
         elif name in MODEL_METRICS:

@@ -38,6 +38,7 @@ class ItemResult(BaseModel):
     latency_ms: float = 0.0
     cost_usd: float = 0.0
     scores: dict[str, Score] = Field(default_factory=dict)
+    judge_reply: str | None = Field(None, description="The LLM judge's raw reply, kept whether it parsed or not.")
 
 
 class MetricSummary(BaseModel):

@@ -225,3 +225,24 @@ def test_a_label_requiring_an_eval_refuses_a_regressing_version(tmp_path, entrie
         refused = runner.invoke(app, ["prompts", "label", bad.version, "production", "--require-eval", str(suite_file), *common])
     assert refused.exit_code == GATE_REGRESSION and "not labelled production" in refused.output, refused.output
     assert registry.get("synthesis@production").version == GOOD_VERSION  # production still names the good one
+
+
+def test_an_llm_judge_scores_each_item_and_its_prompt_version_is_part_of_the_run(tmp_path, embedder, entries, suite_file):
+    answer = scripted(entries)
+
+    def with_judge(request):
+        if request.messages[0].content.startswith("You grade answers"):
+            question = request.messages[-1].content
+            return "not json at all" if "mammography" in question else '{"score": 1, "reason": "same facts"}'
+        return answer(request)
+
+    suite = load_suite(suite_file).model_copy(deep=True)
+    suite.metrics.names = ["token_f1", "judge_correctness"]
+    with ragline.open(tmp_path / "store", embedder=embedder, provider=FakeProvider(with_judge),
+                      cache={"enabled": False}, retrieval={"rerank": "none"}) as rag:  # fmt: skip
+        run, items = run_suite(rag, suite)
+    assert run.prompt_versions["judge_correctness"] == builtin_prompt("judge_correctness").version
+    judged = run.metrics["judge_correctness"]
+    assert judged.mean == 1.0 and judged.coverage == pytest.approx(19 / 20)  # one reply did not parse
+    (unparsed,) = [item for item in items if item.scores["judge_correctness"].status == "undefined"]
+    assert unparsed.scores["judge_correctness"].reason == "parse_error" and unparsed.judge_reply == "not json at all"
