@@ -52,6 +52,7 @@ class Dataset(BaseModel):
     content_hash: str
     items: list[EvalItem]
     corpus: list[CorpusDocument] = Field(default_factory=list, description="Documents to ingest first (pubmedqa).")
+    corpus_file: Path | None = Field(None, description="A BEIR corpus.jsonl to ingest first.")
     labels: tuple[str, ...] = ()
 
 
@@ -140,6 +141,7 @@ def load_dataset(path: Path, fmt: Format, *, limit: int | None = None, name: str
         raise DatasetError(f"dataset {path}: item ids repeat ({sorted({i for i in ids if ids.count(i) > 1})[:5]})")
     return Dataset(
         name=name or path.stem, format=fmt, content_hash=_hash(path, fmt, limit), items=items, corpus=corpus,
+        corpus_file=path / "corpus.jsonl" if fmt == "beir" and (path / "corpus.jsonl").is_file() else None,
         labels=PUBMEDQA_LABELS if fmt == "pubmedqa" else tuple(sorted({i.label for i in items if i.label})),
     )  # fmt: skip
 

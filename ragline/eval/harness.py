@@ -50,8 +50,13 @@ def settings_hash(settings: dict) -> str:
 
 
 def ingest_corpus(rag, dataset: Dataset, suite: Suite, *, show_progress: bool = False) -> None:
+    """The dataset's own corpus into the store, incrementally (a second run embeds nothing)."""
     if dataset.corpus:
         rag.ingest(CorpusConnector(dataset, f"eval:{suite.name}:{dataset.format}"), show_progress=show_progress)
+    elif dataset.corpus_file is not None:
+        from ragline.connectors.dataset import DatasetConfig, DatasetConnector
+
+        rag.ingest(DatasetConnector(DatasetConfig(path=dataset.corpus_file, id_field="_id")), show_progress=show_progress)
 
 
 def _judges(rag, suite: Suite) -> ModelJudges | None:

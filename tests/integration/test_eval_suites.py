@@ -246,3 +246,39 @@ def test_an_llm_judge_scores_each_item_and_its_prompt_version_is_part_of_the_run
     assert judged.mean == 1.0 and judged.coverage == pytest.approx(19 / 20)  # one reply did not parse
     (unparsed,) = [item for item in items if item.scores["judge_correctness"].status == "undefined"]
     assert unparsed.scores["judge_correctness"].reason == "parse_error" and unparsed.judge_reply == "not json at all"
+
+
+def test_a_replayed_run_equals_its_recording_without_a_model_call(tmp_path, embedder, entries, suite_file):
+    from ragline.llm.fake import Fail
+
+    suite, cassette, store = load_suite(suite_file), tmp_path / "run.jsonl", tmp_path / "store"
+    common = {"cache": {"enabled": False}, "retrieval": {"rerank": "none"}}
+    with ragline.open(store, embedder=embedder, provider=FakeProvider(scripted(entries)),
+                      replay={"record": str(cassette)}, **common) as rag:  # fmt: skip
+        recorded, recorded_items = run_suite(rag, suite)
+    offline = FakeProvider([Fail("server", status=500)])  # any call to the model would fail the items
+    with ragline.open(store, embedder=embedder, provider=offline, replay={"replay": str(cassette)}, **common) as rag:
+        replayed, replayed_items = run_suite(rag, suite)
+    assert offline.calls == 0 and replayed.run_id != recorded.run_id
+    assert replayed.metrics == recorded.metrics
+    assert [(i.item_id, i.answer, i.scores) for i in replayed_items] == [(i.item_id, i.answer, i.scores) for i in recorded_items]
+
+
+def test_a_beir_suite_ingests_its_corpus_and_scores_ranking_metrics(tmp_path, embedder):
+    folder = tmp_path / "beir"
+    folder.mkdir()
+    docs = {"d1": "Hedgehogs hibernate through the winter in nests of leaves.",
+            "d2": "The quarterly budget review is due in March.", "d3": "Paid leave is 25 days for new employees."}  # fmt: skip
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in docs.items()))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "Where do hedgehogs spend the winter?"}) + "\n"
+                                          + json.dumps({"_id": "q2", "text": "How many days of paid leave?"}) + "\n")
+    (folder / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\r\nq1\td1\t1\r\nq2\td3\t1\r\n")
+    suite_path = tmp_path / "beir.yaml"
+    suite_path.write_text(f"name: tiny\ndataset:\n  format: beir\n  path: {folder}\nmetrics:\n  names: [hit@1, ndcg@3, mrr@3]\n")
+    with ragline.open(tmp_path / "store", embedder=embedder, provider=FakeProvider(["An answer [1]."]),
+                      cache={"enabled": False}, retrieval={"rerank": "none"}) as rag:  # fmt: skip
+        run, _ = run_suite(rag, load_suite(suite_path))
+        second, _ = run_suite(rag, load_suite(suite_path))
+        assert rag.sources()[0].documents == 3
+    assert run.items == 2 and run.metrics["hit@1"].mean == 1.0 and run.metrics["ndcg@3"].coverage == 1.0
+    assert second.dataset_hash == run.dataset_hash and second.metrics == run.metrics
