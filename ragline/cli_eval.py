@@ -40,13 +40,13 @@ def _suite(path: Path):
         fail(exc, kind="suite")
 
 
-def _run(rag, suite, *, as_json: bool):
+def _run(rag, suite, *, as_json: bool, repeat_group: str | None = None):
     from ragline.eval.harness import run_suite
 
     with Progress(TextColumn(f"eval {escape(suite.name)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=as_json) as progress:  # fmt: skip
         task = progress.add_task("items", total=None)
-        return run_suite(rag, suite, tick=lambda n: progress.advance(task, n))
+        return run_suite(rag, suite, tick=lambda n: progress.advance(task, n), repeat_group=repeat_group)
 
 
 def _overrides(suite, record: Path | None, replay: Path | None) -> dict:
@@ -59,21 +59,35 @@ def _overrides(suite, record: Path | None, replay: Path | None) -> dict:
 @eval_app.command("run")
 def run(
     suite_file: SuiteArgument,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, max=20, help="Run N times; items that flip are flaky.")] = 1,
     record: RecordOption = None,
     replay: ReplayOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Answer every item of a suite, score it, and store the run."""
-    from ragline.eval.runs import summary_json
+    """Answer every item of a suite, score it, and store the run (each repeat a run)."""
+    import uuid
+
+    from ragline.eval.compare import flaky
+    from ragline.eval.runs import RunStore, summary_json
 
     suite = _suite(suite_file)
+    group = uuid.uuid4().hex[:12] if repeat > 1 else None
     with opened(store, config, **_overrides(suite, record, replay)) as rag:
-        result, _ = _run(rag, suite, as_json=as_json)
+        runs = [_run(rag, suite, as_json=as_json, repeat_group=group)[0] for _ in range(repeat)]
+        result = runs[0]
+        stored = RunStore(rag.path)
+        try:
+            unstable = flaky(stored, result)
+        finally:
+            stored.close()
     if as_json:
-        emit_json(summary_json(result))
+        extra = {"repeats": [r.run_id for r in runs], "flaky": unstable} if repeat > 1 else {}
+        emit_json(summary_json(result) | extra)
         return
+    if unstable:
+        err.print(f"flaky across {repeat} repeats: {', '.join(map(escape, unstable[:20]))}")
     table = Table(f"run {result.run_id} · {result.items} items", "mean", "95% CI", "coverage")
     for name, metric in result.metrics.items():
         ci = f"{metric.ci_low:.3f} – {metric.ci_high:.3f}" if metric.ci_low is not None else "-"

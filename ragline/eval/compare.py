@@ -13,7 +13,7 @@ from typing import Any
 
 from ragline.eval.runs import ItemResult, RunRecord, RunStore
 from ragline.eval.scores import Score
-from ragline.eval.stats import compare_metric, flips
+from ragline.eval.stats import compare_metric, flaky_items, flips
 from ragline.eval.suite import GateSection
 
 GATE_PASSED, GATE_REGRESSION, GATE_HARNESS_FAILURE = 0, 1, 2
@@ -44,7 +44,21 @@ def compare_runs(store: RunStore, baseline_id: str, candidate_id: str, *, alpha:
         }  # fmt: skip
         regressed, _ = flips(before, after)
         flipped.update(ids[i] for i in regressed)
-    return {"baseline": baseline_id, "candidate": candidate_id, "metrics": metrics, "flaky": [], "flipped": sorted(flipped)}
+    return {"baseline": baseline_id, "candidate": candidate_id, "metrics": metrics,
+            "flaky": flaky(store, candidate_run), "flipped": sorted(flipped)}  # fmt: skip
+
+
+def flaky(store: RunStore, run: RunRecord) -> list[str]:
+    """Items whose pass/fail differs between the repeats of `run`'s group, on any metric."""
+    repeats = [store.items(r.run_id) for r in store.group(run)]
+    if len(repeats) < 2:
+        return []
+    ids = sorted(set.intersection(*(set(items) for items in repeats)))
+    found: set[str] = set()
+    for metric in run.metrics:
+        scores = [[items[i].scores.get(metric, Score.error("missing")) for i in ids] for items in repeats]
+        found.update(ids[index] for index in flaky_items(scores))
+    return sorted(found)
 
 
 def gate(store: RunStore, baseline: RunRecord, candidate: RunRecord, policy: GateSection) -> tuple[dict[str, Any], int]:

@@ -111,8 +111,11 @@ async def _answer_all(rag, suite: Suite, dataset: Dataset, tick: Progress | None
     return list(await asyncio.gather(*(one(item) for item in dataset.items)))
 
 
-def run_suite(rag, suite: Suite, *, tick: Progress | None = None, store: RunStore | None = None) -> tuple[RunRecord, list[ItemResult]]:
-    """Run `suite` against `rag`'s store and save the run (in `store`, default the store's)."""
+def run_suite(
+    rag, suite: Suite, *, tick: Progress | None = None, store: RunStore | None = None, repeat_group: str | None = None
+) -> tuple[RunRecord, list[ItemResult]]:
+    """Run `suite` against `rag`'s store and save the run (in `store`, default the store's);
+    `repeat_group` ties repeated runs together for flakiness."""
     dataset = load_dataset(suite.dataset.path, suite.dataset.format, limit=suite.dataset.limit, name=suite.name)
     ingest_corpus(rag, dataset, suite)
     settings = settings_of(rag, suite)
@@ -131,6 +134,7 @@ def run_suite(rag, suite: Suite, *, tick: Progress | None = None, store: RunStor
         models=[rag.components.llm.chain.identity], ragline_version=package_version("ragline"), items=len(items),
         answered=sum(item.error is None for item in items),
         metrics=metrics, cost_usd=round(rag.budget.run.spent - spent_before, 8), settings=settings,
+        repeat_group=repeat_group,
     )  # fmt: skip
     owned = store is None
     store = store or RunStore(rag.path)

@@ -62,6 +62,7 @@ class RunRecord(BaseModel):
     metrics: dict[str, MetricSummary]
     cost_usd: float
     settings: dict[str, Any] = Field(default_factory=dict, description="What the settings hash covers.")
+    repeat_group: str | None = Field(None, description="Runs of one `--repeat N` share it (the first run's id).")
 
 
 class RunStore:
@@ -99,6 +100,12 @@ class RunStore:
         if suite is not None:
             query, args = "SELECT record FROM runs WHERE suite = ? ORDER BY created_at DESC", (suite,)
         return [RunRecord.model_validate_json(row[0]) for row in self._db.execute(query, args)]
+
+    def group(self, run: RunRecord) -> list[RunRecord]:
+        """`run` and the other repeats of its group, oldest first."""
+        if run.repeat_group is None:
+            return [run]
+        return sorted((r for r in self.runs(run.suite) if r.repeat_group == run.repeat_group), key=lambda r: r.created_at)
 
     def find(self, suite: str, *, prompt_versions: dict[str, str], settings_hash: str, dataset_hash: str) -> RunRecord | None:
         """The newest stored run of exactly these prompt versions, settings and data."""

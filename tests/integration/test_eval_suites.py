@@ -282,3 +282,29 @@ def test_a_beir_suite_ingests_its_corpus_and_scores_ranking_metrics(tmp_path, em
         assert rag.sources()[0].documents == 3
     assert run.items == 2 and run.metrics["hit@1"].mean == 1.0 and run.metrics["ndcg@3"].coverage == 1.0
     assert second.dataset_hash == run.dataset_hash and second.metrics == run.metrics
+
+
+def test_repeats_name_the_items_that_flip(tmp_path, embedder, entries, suite_file):
+    """A model that is right on an item only every other time makes that item flaky."""
+    from ragline.eval.compare import flaky
+
+    answer, calls = scripted(entries), {}
+    unstable_question = next(iter(entries.values()))["QUESTION"]
+
+    def sometimes(request):
+        question = request.messages[-1].content.strip()
+        calls[question] = calls.get(question, 0) + 1
+        if question == unstable_question and calls[question] % 2 == 0:
+            return "Maybe, nobody knows."
+        return answer(request)
+
+    suite, store = load_suite(suite_file), tmp_path / "store"
+    with ragline.open(store, embedder=embedder, provider=FakeProvider(sometimes), cache={"enabled": False},
+                      retrieval={"rerank": "none"}) as rag:  # fmt: skip
+        first, _ = run_suite(rag, suite, repeat_group="g1")
+        run_suite(rag, suite, repeat_group="g1")
+    runs = RunStore(store)
+    try:
+        assert flaky(runs, first) == [next(iter(entries))]
+    finally:
+        runs.close()
