@@ -113,17 +113,23 @@ def _print_comparison(comparison: dict) -> None:
 def compare(
     baseline: Annotated[str, typer.Argument(help="The baseline run id.")],
     candidate: Annotated[str, typer.Argument(help="The candidate run id.")],
+    html: Annotated[Path | None, typer.Option("--html", dir_okay=False, help="Also write a report page here.")] = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Paired comparison of two stored runs: per metric delta, CI, p-value and verdict."""
     from ragline.eval.compare import compare_runs
+    from ragline.eval.html import comparison_page
     from ragline.eval.runs import RunStore
 
     runs = RunStore(store_dir(store, config))
     try:
         comparison = compare_runs(runs, baseline, candidate)
+        if html:
+            page = comparison_page(comparison, runs.run(baseline), runs.run(candidate), runs.items(baseline),
+                                   runs.items(candidate))  # fmt: skip
+            html.write_text(page, encoding="utf-8")
     except KeyError as exc:
         fail(exc.args[0], kind="not_found")
     finally:
