@@ -1,0 +1,81 @@
+"""A pytest plugin: suite files named `test_*.suite.toml` (or `.suite.yaml`) run as tests,
+one test per metric, each asserting the metric's floor (`[gate] floors`) or, without one,
+that the metric scored at least `[gate] min_coverage` of the items.
+
+    pytest evals/ --ragline-store .ragline --ragline-config ragline.toml
+
+The suite runs once per file, against the store and config given (the store's prompts and
+models, so a prompt edit changes what the tests see); the run is stored like any other.
+Registered through the `pytest11` entry point; it does nothing for other files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SUFFIXES = (".suite.toml", ".suite.yaml", ".suite.yml")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ragline", "ragline eval suites")
+    group.addoption("--ragline-store", default=None, help="Store directory the suites run against.")
+    group.addoption("--ragline-config", default=None, help="ragline.toml for the suites (models, prompts).")
+
+
+def pytest_collect_file(parent: pytest.Collector, file_path: Path):
+    if file_path.name.startswith("test_") and file_path.name.endswith(SUFFIXES):
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
+class SuiteFile(pytest.File):
+    def collect(self):
+        from ragline.eval.suite import load_suite
+
+        suite = load_suite(self.path)
+        self._suite, self._run = suite, None
+        for metric in suite.metrics.names:
+            yield MetricItem.from_parent(self, name=metric, metric=metric)
+
+    def result(self):
+        """The suite's run, made on first use (one per file per session)."""
+        if self._run is None:
+            import ragline
+            from ragline.eval.harness import run_suite
+
+            options = self.config.option
+            with ragline.open(options.ragline_store, config_file=options.ragline_config) as rag:
+                self._run = run_suite(rag, self._suite)[0]
+        return self._suite, self._run
+
+
+class MetricItem(pytest.Item):
+    def __init__(self, *, metric: str, **kwargs):
+        super().__init__(**kwargs)
+        self.metric = metric
+
+    def runtest(self) -> None:
+        suite, run = self.parent.result()
+        summary = run.metrics[self.metric]
+        floor = suite.gate.floors.get(self.metric)
+        if floor is not None:
+            if summary.mean is None or summary.mean < floor:
+                raise MetricFailure(f"{self.metric}: mean {summary.mean} below the floor {floor} (run {run.run_id})")
+        elif summary.coverage < suite.gate.min_coverage:
+            raise MetricFailure(
+                f"{self.metric}: scored {summary.coverage:.0%} of the items, below {suite.gate.min_coverage:.0%} (run {run.run_id})"
+            )
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, MetricFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.parent.path.name}::{self.metric}"
+
+
+class MetricFailure(AssertionError):
+    """A metric below its floor: reported as one line, not a traceback."""
