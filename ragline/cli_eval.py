@@ -60,6 +60,7 @@ def _overrides(suite, record: Path | None, replay: Path | None) -> dict:
 def run(
     suite_file: SuiteArgument,
     repeat: Annotated[int, typer.Option("--repeat", min=1, max=20, help="Run N times; items that flip are flaky.")] = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the worst-case cost; call no model.")] = False,
     record: RecordOption = None,
     replay: ReplayOption = None,
     store: StoreOption = None,
@@ -73,6 +74,19 @@ def run(
     from ragline.eval.runs import RunStore, summary_json
 
     suite = _suite(suite_file)
+    if dry_run:
+        from ragline.eval.harness import worst_case_cost
+
+        with opened(store, config) as rag:
+            estimate = worst_case_cost(rag, suite)
+        estimate["repeats"] = repeat
+        estimate["worst_case_usd"] = round(estimate["worst_case_usd"] * repeat, 6)
+        if as_json:
+            emit_json(estimate)
+        else:
+            out.print(f"{estimate['items']} items x {repeat}, {estimate['calls'] * repeat} model calls at most: "
+                      f"up to ${estimate['worst_case_usd']:.4f}")  # fmt: skip
+        return
     group = uuid.uuid4().hex[:12] if repeat > 1 else None
     with opened(store, config, **_overrides(suite, record, replay)) as rag:
         runs = [_run(rag, suite, as_json=as_json, repeat_group=group)[0] for _ in range(repeat)]

@@ -168,3 +168,32 @@ def _walk(steps):
         yield from _walk(getattr(step, "then", []) + getattr(step, "otherwise", []))
         for branch in getattr(step, "branches", []):
             yield from _walk(branch)
+
+
+def worst_case_cost(rag, suite: Suite) -> dict:
+    """`eval run --dry-run`: what the run could cost at most, priced at the dearest model of
+    the chain: every model step of the pipeline per item (and the judge), each prompt bounded
+    by its template, the question and `query.top_k` full sources (4 bytes a character, one
+    token a byte at most), each completion by its max_tokens. No model is called."""
+    from ragline.llm.stack import model_configs, price_of
+    from ragline.models import Usage
+    from ragline.pipelines.steps import ModelStep
+
+    dataset = load_dataset(suite.dataset.path, suite.dataset.format, limit=suite.dataset.limit, name=suite.name)
+    prices = [price_of(spec) for spec in model_configs(rag.config)]
+    steps = [step for step in _walk(rag.get_pipeline(suite.pipeline.name).steps) if isinstance(step, ModelStep)]
+    config = rag.config
+    context = len(rag.synthesis_prompt.source.encode()) + config.query.top_k * config.query.max_source_chars * 4
+    total, calls = 0.0, 0
+    for item in dataset.items:
+        question = len(item.question.encode())
+        for step in steps:
+            usage = Usage(prompt_tokens=context + question, completion_tokens=step.max_tokens or config.llm.max_tokens)
+            total += max(price.cost(usage) for price in prices)
+            calls += 1
+        if JUDGE_METRIC in suite.metrics.names and item.reference_answer:
+            prompt = question + len(item.reference_answer.encode()) + 4 * config.llm.max_tokens + 2048
+            total += max(price.cost(Usage(prompt_tokens=prompt, completion_tokens=96)) for price in prices)
+            calls += 1
+    return {"dry_run": True, "suite": suite.name, "items": len(dataset.items), "calls": calls,
+            "worst_case_usd": round(total, 6), "budget_usd": suite.budget_usd}  # fmt: skip

@@ -308,3 +308,16 @@ def test_repeats_name_the_items_that_flip(tmp_path, embedder, entries, suite_fil
         assert flaky(runs, first) == [next(iter(entries))]
     finally:
         runs.close()
+
+
+def test_a_dry_run_prices_the_worst_case_without_a_model_call(tmp_path, embedder, suite_file):
+    from ragline.eval.harness import worst_case_cost
+
+    suite = load_suite(suite_file)
+    fake = FakeProvider(["unused"])
+    with ragline.open(tmp_path / "store", embedder=embedder, provider=fake,
+                      llm={"price_per_million_input": 1.0, "price_per_million_output": 2.0, "max_tokens": 100}) as rag:  # fmt: skip
+        estimate = worst_case_cost(rag, suite)
+    assert estimate["items"] == 20 and estimate["calls"] == 20 and fake.calls == 0
+    # each call: at least the 100 completion tokens at $2/M and 4 full sources (4 x 1200 chars, 4 bytes each) at $1/M
+    assert estimate["worst_case_usd"] > 20 * (100 * 2 + 4 * 1200 * 4) / 1e6
