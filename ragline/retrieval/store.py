@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 INDEXED_KEYWORD_FIELDS = ("document_id", "source")
 # The payload field whose text feeds the sparse BM25 vector.
 TEXT_FIELD = "text"
+# Points fetched beyond top_k so that ties at the cut are broken by id, not by engine order.
+TIE_MARGIN = 8
 
 SearchMode = Literal["dense", "sparse", "hybrid"]
 # Filters: payload key -> condition. A scalar matches exactly; a list matches any of its values;
@@ -111,10 +113,14 @@ class VectorStore(ABC):
                 "for BM25, or configure the sparse vector name it uses)"
             )
         dense = [float(x) for x in vector] if mode != "sparse" and vector is not None else None
-        return self._query(
-            dense, top_k, native_filter, text=text, mode=mode,
+        # The engine orders equal scores (RRF ties are common) differently after a reopen; a few
+        # extra points and a sort by (score, id) make every search deterministic, the cut included.
+        points = self._query(
+            dense, top_k + TIE_MARGIN, native_filter, text=text, mode=mode,
             limit=prefetch_limit(top_k, candidates), with_vectors=with_vectors,
         )
+        points.sort(key=lambda point: (-point.score, point.id))
+        return points[:top_k]
 
     @abstractmethod
     def count(self, filters: Filters | None = None) -> int:

@@ -259,6 +259,7 @@ def test_a_replayed_run_equals_its_recording_without_a_model_call(tmp_path, embe
     offline = FakeProvider([Fail("server", status=500)])  # any call to the model would fail the items
     with ragline.open(store, embedder=embedder, provider=offline, replay={"replay": str(cassette)}, **common) as rag:
         replayed, replayed_items = run_suite(rag, suite)
+    assert [i.error for i in replayed_items if i.error] == []
     assert offline.calls == 0 and replayed.run_id != recorded.run_id
     assert replayed.metrics == recorded.metrics
     assert [(i.item_id, i.answer, i.scores) for i in replayed_items] == [(i.item_id, i.answer, i.scores) for i in recorded_items]
