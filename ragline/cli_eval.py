@@ -70,7 +70,7 @@ def run(
     """Answer every item of a suite, score it, and store the run (each repeat a run)."""
     import uuid
 
-    from ragline.eval.compare import flaky
+    from ragline.eval.compare import flaky, repeat_summary
     from ragline.eval.runs import RunStore, summary_json
 
     suite = _suite(suite_file)
@@ -93,11 +93,11 @@ def run(
         result = runs[0]
         stored = RunStore(rag.path)
         try:
-            unstable = flaky(stored, result)
+            unstable, variation = flaky(stored, result), repeat_summary(stored, result)
         finally:
             stored.close()
     if as_json:
-        extra = {"repeats": [r.run_id for r in runs], "flaky": unstable} if repeat > 1 else {}
+        extra = {"repeats": [r.run_id for r in runs], "flaky": unstable, **variation} if repeat > 1 else {}
         emit_json(summary_json(result) | extra)
         return
     if unstable:

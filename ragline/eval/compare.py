@@ -13,7 +13,7 @@ from typing import Any
 
 from ragline.eval.runs import ItemResult, RunRecord, RunStore
 from ragline.eval.scores import Score
-from ragline.eval.stats import compare_metric, flaky_items, flips
+from ragline.eval.stats import compare_metric, flaky_items, flip_rate, flips, per_item_variance
 from ragline.eval.suite import GateSection
 
 GATE_PASSED, GATE_REGRESSION, GATE_HARNESS_FAILURE = 0, 1, 2
@@ -48,17 +48,30 @@ def compare_runs(store: RunStore, baseline_id: str, candidate_id: str, *, alpha:
             "flaky": flaky(store, candidate_run), "flipped": sorted(flipped)}  # fmt: skip
 
 
+def _repeat_scores(store: RunStore, run: RunRecord) -> tuple[list[str], dict[str, list[list[Score]]]]:
+    """Item ids common to every repeat of `run`'s group, and per metric each repeat's scores."""
+    repeats = [store.items(r.run_id) for r in store.group(run)]
+    ids = sorted(set.intersection(*(set(items) for items in repeats))) if repeats else []
+    missing = Score.error("missing")
+    return ids, {m: [[items[i].scores.get(m, missing) for i in ids] for items in repeats] for m in run.metrics}
+
+
 def flaky(store: RunStore, run: RunRecord) -> list[str]:
     """Items whose pass/fail differs between the repeats of `run`'s group, on any metric."""
-    repeats = [store.items(r.run_id) for r in store.group(run)]
-    if len(repeats) < 2:
-        return []
-    ids = sorted(set.intersection(*(set(items) for items in repeats)))
-    found: set[str] = set()
-    for metric in run.metrics:
-        scores = [[items[i].scores.get(metric, Score.error("missing")) for i in ids] for items in repeats]
-        found.update(ids[index] for index in flaky_items(scores))
-    return sorted(found)
+    ids, by_metric = _repeat_scores(store, run)
+    return sorted({ids[index] for scores in by_metric.values() if len(scores) >= 2 for index in flaky_items(scores)})
+
+
+def repeat_summary(store: RunStore, run: RunRecord) -> dict[str, Any]:
+    """For `run --repeat`: per metric the share of items that flip and the mean per-item
+    variance across repeats (None where no item has two scores)."""
+    _, by_metric = _repeat_scores(store, run)
+    summary: dict[str, Any] = {"flip_rate": {}, "item_variance": {}}
+    for metric, scores in by_metric.items():
+        variances = [v for v in per_item_variance(scores) if v is not None]
+        summary["flip_rate"][metric] = flip_rate(scores)
+        summary["item_variance"][metric] = sum(variances) / len(variances) if variances else None
+    return summary
 
 
 def gate(store: RunStore, baseline: RunRecord, candidate: RunRecord, policy: GateSection) -> tuple[dict[str, Any], int]:

@@ -304,11 +304,16 @@ def test_repeats_name_the_items_that_flip(tmp_path, embedder, entries, suite_fil
                       retrieval={"rerank": "none"}) as rag:  # fmt: skip
         first, _ = run_suite(rag, suite, repeat_group="g1")
         run_suite(rag, suite, repeat_group="g1")
+    from ragline.eval.compare import repeat_summary
+
     runs = RunStore(store)
     try:
         assert flaky(runs, first) == [next(iter(entries))]
+        variation = repeat_summary(runs, first)
     finally:
         runs.close()
+    assert variation["flip_rate"]["label_accuracy"] == pytest.approx(1 / 20)
+    assert variation["item_variance"]["label_accuracy"] == pytest.approx(0.5 / 20)  # one item: 1 then 0
 
 
 def test_a_dry_run_prices_the_worst_case_without_a_model_call(tmp_path, embedder, suite_file):
