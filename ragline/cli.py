@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ragline.cli_eval import eval_app
 from ragline.cli_output import (
     ClickException,
     ConfigOption,
@@ -35,7 +36,6 @@ from ragline.cli_output import (
 )
 from ragline.cli_output import emit_json as _emit_json
 from ragline.cli_output import opened as _opened
-from ragline.cli_eval import eval_app
 from ragline.cli_pipelines import pipeline_app
 from ragline.cli_prompts import prompts_app
 from ragline.cli_traces import traces_app

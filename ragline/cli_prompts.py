@@ -16,9 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ragline.cli_output import ConfigOption, StoreOption
+from ragline.cli_output import ConfigOption, StoreOption, fail
 from ragline.cli_output import emit_json as _emit_json
-from ragline.cli_output import fail
 from ragline.pipelines.prompts import Prompt, PromptError, PromptRegistry
 from ragline.pipelines.prompts import diff as diff_prompts
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class Section(BaseModel):
@@ -26,3 +26,8 @@ def unknown_key(key: str, model: type[BaseModel], where: str = "") -> str:
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f"did you mean `{close[0]}`?" if close else f"valid keys: {', '.join(keys)}"
     return f"unknown key `{key}`{where} ({hint})"
+
+
+def problems(error: ValidationError) -> str:
+    """A validation error as `field.path: message; ...`, for messages that name a file."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())

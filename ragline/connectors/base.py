@@ -10,6 +10,7 @@ entry-point group (see `ragline.connectors.registry`).
 from __future__ import annotations
 
 import hashlib
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -69,6 +70,11 @@ def sha256_bytes(data: bytes) -> str:
 
 def sha256_text(text: str) -> str:
     return sha256_bytes(text.encode("utf-8"))
+
+
+# How a checked file is opened, by the connector that checks it and the loader that parses
+# it: never follow a final link, never block on a FIFO swapped in, never leak into children.
+OPEN_NO_FOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class ConnectorError(RuntimeError):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem
+from ragline.connectors.base import OPEN_NO_FOLLOW, Connector, ConnectorError, KnownDocument, SourceItem
 from ragline.text import path_text
 
 
@@ -97,7 +97,7 @@ class FilesystemConnector(Connector):
         """An open descriptor of the regular file `path` names, its stat and its real path;
         None when it leads out of the root or is not a regular file."""
         target = path.resolve(strict=True) if path.is_symlink() else path  # an inside link is read via its target
-        descriptor = os.open(target, _OPEN_FLAGS)
+        descriptor = os.open(target, OPEN_NO_FOLLOW)
         try:
             info = os.fstat(descriptor)
             if stat.S_ISREG(info.st_mode) and _real_path(descriptor, target).is_relative_to(self.root):
@@ -164,10 +164,6 @@ class FilesystemConnector(Connector):
             self.errors.append((path_text(directory), reason))
             prefix = "" if directory == "." else path_text(directory) + "/"
             self.keep.update(doc for doc in known if doc.startswith(prefix))
-
-
-# Never follow a final link, never block on a FIFO swapped in, never leak into children.
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _real_path(descriptor: int, opened_as: Path) -> Path:

@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError, field_validator
 from ragline.eval.datasets import Format
 from ragline.eval.item_metrics import check_metric_names
 from ragline.pipelines.pipeline import NoAliasLoader
-from ragline.settings import Section
+from ragline.settings import Section, problems
 
 MAX_SUITE_BYTES = 256 * 1024
 
@@ -94,8 +94,7 @@ def load_suite(path: Path) -> Suite:
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SuiteError(f"invalid suite in {path}: {problems}") from None
+        raise SuiteError(f"invalid suite in {path}: {problems(exc)}") from None
     dataset_path = suite.dataset.path.expanduser()
     if not dataset_path.is_absolute() and (path.parent / dataset_path).exists():
         suite.dataset.path = (path.parent / dataset_path).resolve()

@@ -9,7 +9,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ragline.connectors.base import SourceItem
+from ragline.connectors.base import OPEN_NO_FOLLOW, SourceItem
 from ragline.ingest.documents import RefusedDocument
 from ragline.ingest.parsing import SUPPORTED_EXTENSIONS, ParsedDocument, ParsedElement, ParseError, parse_file
 from ragline.text import path_text
@@ -25,9 +25,6 @@ def _size_check(item: SourceItem, size: int, max_bytes: int) -> None:
         )
 
 
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
 def _parse_checked_file(item: SourceItem, max_bytes: int) -> ParsedDocument:
     """Parse exactly the file the connector checked: open `path` without following a link,
     confirm it is the same (device, inode), and parse a copy read from that descriptor, so
@@ -36,7 +33,7 @@ def _parse_checked_file(item: SourceItem, max_bytes: int) -> ParsedDocument:
     if item.path.suffix.lower() not in SUPPORTED_EXTENSIONS:
         return parse_file(item.path)  # refused by its type before anything is opened
     try:
-        descriptor = os.open(item.path, _OPEN_FLAGS)
+        descriptor = os.open(item.path, OPEN_NO_FOLLOW)
     except OSError as exc:
         raise ParseError(path_text(item.path), f"cannot open: {exc.strerror or exc}") from None
     with os.fdopen(descriptor, "rb") as source:

@@ -42,8 +42,8 @@ from ragline.errors import StoreError
 from ragline.failpoints import failpoint
 from ragline.ingest.chunking import Chunker
 from ragline.ingest.config import IngestConfig
-from ragline.ingest.embedding_cache import EmbeddingCache
 from ragline.ingest.documents import RefusedDocument
+from ragline.ingest.embedding_cache import EmbeddingCache
 from ragline.ingest.ledger import Ledger, LedgerEntry, Refusal
 from ragline.ingest.loading import load_item
 from ragline.ingest.parsing import ParseError

@@ -35,6 +35,7 @@ from ragline.pipelines.steps import Diversify, Rerank, Retrieve, StepSpec, Synth
 from ragline.retrieval.config import RetrievalConfig
 from ragline.retrieval.retriever import Retriever
 from ragline.retrieval.store import Filters
+from ragline.settings import problems
 
 SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 MAX_PIPELINE_BYTES = 256 * 1024  # hand-written pipelines are a few KiB; anything this big is a mistake
@@ -86,8 +87,7 @@ class Pipeline(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            raise PipelineError(f"invalid pipeline in {where}: {problems}") from None
+            raise PipelineError(f"invalid pipeline in {where}: {problems(exc)}") from None
 
     def dump(self, path: Path) -> None:
         data = self.to_dict()
