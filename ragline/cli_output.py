@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -41,9 +42,9 @@ def json_requested() -> bool:
 
 def error_json(error: BaseException | str, kind: str | None = None) -> dict[str, Any]:
     """`{"error": {...}}`: kind and message, plus what a caller can act on (a provider's
-    status and Retry-After, every attempt of a failed chain, a budget's numbers)."""
+    status and Retry-After, every attempt of a failed chain, a budget's numbers, a busy store's owner)."""
     from ragline.config import ConfigError
-    from ragline.errors import StoreError
+    from ragline.errors import StoreBusyError, StoreError
     from ragline.llm.base import ProviderError
     from ragline.llm.budget import BudgetExceeded
 
@@ -62,12 +63,14 @@ def error_json(error: BaseException | str, kind: str | None = None) -> dict[str,
         body["kind"] = kind or "config"
     elif isinstance(error, StoreError):
         body |= {"kind": kind or "store", "path": str(error.path)}
+    elif isinstance(error, StoreBusyError):
+        body |= {"kind": kind or "store_busy", "path": str(error.path), "owner": error.owner and asdict(error.owner)}
     return {"error": body}
 
 
 def fail(error: BaseException | str, *, kind: str | None = None, code: int = 1) -> NoReturn:
     """End the command: the message on stderr, and with `--json` the error object on stdout."""
-    err.print(f"[red]error:[/] {escape(str(error))}")
+    err.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)  # one line, however long
     if json_requested():
         emit_json(error_json(error, kind))
     raise typer.Exit(code)

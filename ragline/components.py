@@ -133,7 +133,7 @@ class Components:
         return EdgeStore(
             self.path / EDGE_SHARD_DIR, dense_vector_name=store.dense_vector_name,
             sparse_vector_name=store.sparse_vector_name, bm25_avg_len=store.bm25_avg_len,
-            hnsw_threshold=store.hnsw_threshold,
+            hnsw_threshold=store.hnsw_threshold, open_timeout=store.open_timeout,
         )  # fmt: skip
 
     def _build_embedder(self) -> TextEmbedder:

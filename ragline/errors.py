@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ragline.retrieval.ownership import OwnerRecord
 
 
 class StoreError(RuntimeError):
@@ -12,3 +16,17 @@ class StoreError(RuntimeError):
     def __init__(self, path: Path | str, problem: str, remedy: str):
         self.path, self.problem, self.remedy = Path(path), problem, remedy
         super().__init__(f"{path}: {problem}. {remedy}")
+
+
+class StoreBusyError(RuntimeError):
+    """The store is held by another opener (another process, or another Rag or EdgeStore in
+    this one): the embedded engine serves one at a time. `owner` is what its lock file says
+    (None when it says nothing: a process outside ragline, or a record being rewritten)."""
+
+    def __init__(self, path: Path | str, owner: OwnerRecord | None, waited: float = 0.0):
+        self.path, self.owner, self.waited = Path(path), owner, waited
+        holder = owner.describe() if owner else "a process that left no owner record"
+        wait = f"raise store.open_timeout (waited {waited:g} s)" if waited > 0 else "set store.open_timeout to wait"
+        super().__init__(
+            f"store {path} is already open: owned by {holder}; stop that process, or route to it, or {wait}"
+        )

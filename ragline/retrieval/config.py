@@ -28,6 +28,10 @@ class StoreConfig(Section):
     hnsw_threshold: int = Field(
         20_000, ge=1, description="Embedded store: points per segment above which `optimize` builds HNSW."
     )
+    open_timeout: float = Field(
+        0.0, ge=0, description="Embedded store: seconds to wait while another process holds the store "
+        "(0: fail at once, naming the owner)."
+    )
 
 
 class EmbeddingConfig(Section):

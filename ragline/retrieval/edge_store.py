@@ -17,9 +17,10 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from ragline.errors import StoreError
+from ragline.errors import StoreBusyError, StoreError
 from ragline.retrieval import filters as f
 from ragline.retrieval.fusion import RRF_K  # ServerStore's FusionQuery gets the same k from the server
+from ragline.retrieval.ownership import StoreOwnership
 from ragline.retrieval.sparse import Bm25Documents, encode_query
 from ragline.retrieval.store import (
     INDEXED_KEYWORD_FIELDS,
@@ -67,8 +68,10 @@ def _condition(cond: f.Condition) -> Any:
 class EdgeStore(VectorStore):
     """One embedded shard at `path`; created lazily by `ensure_collection`.
 
-    The engine locks the directory (one open shard at a time, even within a process), so open
-    it once and `close()` it; the WAL makes writes durable before `close()` flushes.
+    The directory holding the shard is the store, and one EdgeStore at a time may open it,
+    even within a process: its `owner.lock` (`ownership`) is taken before the engine is
+    touched, waiting up to `open_timeout` seconds for another owner. Open it once and
+    `close()` it; the WAL makes writes durable before `close()` flushes.
     `hnsw_threshold` is fixed when the shard is created: `optimize()` builds HNSW for segments
     holding about that many points (the engine measures KB of vector data: dense, or sparse
     if that is larger), smaller ones stay exact-search.
@@ -84,6 +87,7 @@ class EdgeStore(VectorStore):
         *,
         bm25_avg_len: float | None = None,
         hnsw_threshold: int = 20_000,
+        open_timeout: float = 0.0,
     ) -> None:
         if hnsw_threshold <= 0:
             raise ValueError(f"hnsw_threshold must be positive, got {hnsw_threshold}")
@@ -93,6 +97,7 @@ class EdgeStore(VectorStore):
         self.hnsw_threshold = hnsw_threshold
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.ownership = StoreOwnership(self.path.parent, open_timeout=open_timeout)
         except OSError as exc:
             raise StoreError(self.path.parent, f"cannot be used as a store directory ({exc.strerror or exc})",
                              "Point store.path (or --store) at a directory this process can write.") from None
@@ -100,18 +105,11 @@ class EdgeStore(VectorStore):
         self._dim: int | None = None
         self._has_sparse = False
         self._closed = False
-        has_data = self._has_shard_data()
         try:
-            self._bm25 = Bm25Documents(bm25_avg_len, self._read_avg_len() if has_data else None, str(self.path))
-            if has_data:
-                self._shard = self._load()
-                try:
-                    self._read_config()
-                except Exception:
-                    self._shard.close()
-                    raise
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise StoreError(self.path, f"the index cannot be read ({exc})", _REBUILD) from None
+            self._open_shard(bm25_avg_len)
+        except BaseException:
+            self.ownership.close()
+            raise
 
     def __repr__(self) -> str:
         return f"EdgeStore(path={str(self.path)!r}, dim={self._dim})"
@@ -128,15 +126,30 @@ class EdgeStore(VectorStore):
         segments = self.path / "segments"
         return (self.path / _CONFIG_FILE).is_file() or (segments.is_dir() and any(segments.iterdir()))
 
+    def _open_shard(self, bm25_avg_len: float | None) -> None:
+        """Load what is already on disk (nothing, for a new store); the caller holds `owner.lock`."""
+        has_data = self._has_shard_data()
+        try:
+            self._bm25 = Bm25Documents(bm25_avg_len, self._read_avg_len() if has_data else None, str(self.path))
+            if has_data:
+                self._shard = self._load()
+                try:
+                    self._read_config()
+                except Exception:
+                    self._shard.close()
+                    raise
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(self.path, f"the index cannot be read ({exc})", _REBUILD) from None
+
     def _load(self) -> qe.EdgeShard:
         try:
             return qe.EdgeShard.load(str(self.path))
         except Exception as exc:
-            if "WouldBlock" in str(exc):  # the engine's WAL lock; its own message is cryptic
-                raise RuntimeError(
-                    f"Vector store {self.path} is already open (in another process or EdgeStore); "
-                    "the embedded engine allows one at a time"
-                ) from exc
+            # The engine's WAL lock: reachable only when a process outside ragline holds the
+            # shard (ragline openers hold `owner.lock` first), and by now the probe has
+            # damaged that process's writer (see ragline/retrieval/ownership.py).
+            if "WouldBlock" in str(exc):
+                raise StoreBusyError(self.path.parent, None) from exc
             raise StoreError(self.path, f"the embedded engine cannot open the index ({exc})", _REBUILD) from None
 
     def _read_config(self) -> None:
@@ -194,6 +207,7 @@ class EdgeStore(VectorStore):
                 vectors={self.dense_vector_name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
                 sparse_vectors={self.sparse_vector_name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
                 optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_kb),
+                wal_enabled=True,  # the engine's default, pinned: durability before close() relies on it
             )
             (self.path / _STATE_FILE).unlink(missing_ok=True)  # a leftover of a deleted shard
             self._shard = qe.EdgeShard.create(str(self.path), config)
@@ -219,10 +233,13 @@ class EdgeStore(VectorStore):
         if self._closed:
             return
         self._closed = True
-        if self._shard is not None:
-            shard, self._shard = self._shard, None
-            shard.flush()
-            shard.close()
+        try:
+            if self._shard is not None:
+                shard, self._shard = self._shard, None
+                shard.flush()
+                shard.close()
+        finally:
+            self.ownership.close()
 
     # -- writes --------------------------------------------------------------------------
 

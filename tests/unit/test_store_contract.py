@@ -68,14 +68,15 @@ def kind(request) -> str:
 
 @pytest.fixture
 def open_store(kind, shard_root):
-    """Factory opening the same store again on each call (edge: same dir unless `name` differs;
-    server: always a new in-memory collection). Keyword arguments go to the store."""
+    """Factory opening the same store again on each call (edge: same dir unless `name` differs,
+    each in its own store directory, which one EdgeStore at a time may hold; server: always a
+    new in-memory collection). Keyword arguments go to the store."""
     opened: list[VectorStore] = []
     collection = f"test_{uuid.uuid4().hex}"
 
     def _open(name: str = "shard", **kwargs) -> VectorStore:
         if kind == "edge":
-            store: VectorStore = EdgeStore(shard_root / "nested" / name, **kwargs)
+            store: VectorStore = EdgeStore(shard_root / "nested" / name / "qdrant", **kwargs)
         else:
             store = ServerStore(collection, location=":memory:", **kwargs)
         opened.append(store)
