@@ -28,6 +28,8 @@ from ragline.cli_output import (
 
 eval_app = typer.Typer(help="Evaluate retrieval and answers.", no_args_is_help=True)
 
+TREND_RUNS = 30  # the HTML trend shows the suite's latest runs on the same data
+
 SuiteArgument = Annotated[Path, typer.Argument(help="A suite file (.toml or .yaml).")]
 
 
@@ -141,8 +143,10 @@ def compare(
     try:
         comparison = compare_runs(runs, baseline, candidate)
         if html:
-            page = comparison_page(comparison, runs.run(baseline), runs.run(candidate), runs.items(baseline),
-                                   runs.items(candidate))  # fmt: skip
+            first, second = runs.run(baseline), runs.run(candidate)
+            history = [r for r in reversed(runs.runs(second.suite)) if r.dataset_hash == second.dataset_hash]
+            page = comparison_page(comparison, first, second, runs.items(baseline), runs.items(candidate),
+                                   history[-TREND_RUNS:])  # fmt: skip
             html.write_text(page, encoding="utf-8")
     except KeyError as exc:
         fail(exc.args[0], kind="not_found")

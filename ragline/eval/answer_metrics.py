@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ragline.eval.scores import Score, ratio
 from ragline.pipelines.synthesis import NO_SOURCES_ANSWER, cited_numbers
@@ -102,18 +102,24 @@ def citation_validity(answer: str, source_count: int) -> Score:
     return ratio(valid, len(numbers), undefined_reason="the answer cites nothing")
 
 
-def citation_precision(cited_document_ids: Sequence[str], relevant: Sequence[str]) -> Score:
-    """Share of the documents the answer cites that are relevant."""
-    if not relevant:
+def citation_precision(cited_document_ids: Sequence[str], relevant: Mapping[str, int]) -> Score:
+    """Share of the documents the answer cites that are relevant (grade above 0: a judged
+    grade of 0 means "not relevant", as in BEIR qrels)."""
+    wanted = {doc for doc, grade in relevant.items() if grade > 0}
+    if not wanted:
         return Score.undefined("no relevant documents for this item")
     cited = set(cited_document_ids)
-    return ratio(len(cited & set(relevant)), len(cited), undefined_reason="the answer cites nothing")
+    return ratio(len(cited & wanted), len(cited), undefined_reason="the answer cites nothing")
 
 
-def citation_recall(cited_document_ids: Sequence[str], relevant: Sequence[str]) -> Score:
-    """Share of the relevant documents the answer cites."""
-    wanted = set(relevant)
-    return ratio(len(wanted & set(cited_document_ids)), len(wanted), undefined_reason="no relevant documents for this item")
+def citation_recall(cited_document_ids: Sequence[str], relevant: Mapping[str, int]) -> Score:
+    """Share of the relevance the answer cites: each relevant document weighs its grade, so
+    citing the one highly relevant filing counts more than citing a marginal one (with
+    binary grades, the share of relevant documents cited)."""
+    weights = {doc: grade for doc, grade in relevant.items() if grade > 0}
+    cited = weights.keys() & set(cited_document_ids)
+    return ratio(sum(weights[d] for d in cited), sum(weights.values()),
+                 undefined_reason="no relevant documents for this item")  # fmt: skip
 
 
 def abstained(answer: str) -> bool:

@@ -76,7 +76,7 @@ def _graded(value: Any, where: str) -> dict[str, int]:
 
 def _jsonl(path: Path, limit: int | None) -> list[EvalItem]:
     items: list[EvalItem] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):  # not at U+2028
         if not line.strip():
             continue
         where = f"{path}, line {number}"

@@ -28,6 +28,7 @@ from ragline.eval.stats import bootstrap_ci
 from ragline.eval.suite import Suite
 
 Progress = Callable[[int], None]
+CITED_TEXT_CHARS = 600  # enough of each cited chunk to judge it in a report
 
 
 def settings_of(rag, suite: Suite) -> dict:
@@ -83,7 +84,7 @@ async def _answer(
         except Exception as exc:  # every failure is the item's outcome, with its kind
             kind = getattr(exc, "kind", None) or type(exc).__name__
             return ItemResult(
-                item_id=item.id, question=item.question, error=f"{kind}: {exc}"[:500],
+                item_id=item.id, question=item.question, reference=item.reference_answer, error=f"{kind}: {exc}"[:500],
                 latency_ms=(time.perf_counter() - started) * 1000, scores=failed_item(suite.metrics.names, kind),
             )  # fmt: skip
         latency_ms = (time.perf_counter() - started) * 1000
@@ -92,7 +93,8 @@ async def _answer(
             scores[JUDGE_METRIC] = await judge.score(item.id, item.question, answer.text, item.reference_answer)
     return ItemResult(
         item_id=item.id, question=item.question, answer=answer.text, sources=[s.document_id for s in answer.sources],
-        cited=[c.document_id for c in answer.citations], abstained=abstained(answer.text), latency_ms=latency_ms,
+        cited=[c.document_id for c in answer.citations], cited_texts=[c.text[:CITED_TEXT_CHARS] for c in answer.citations],
+        reference=item.reference_answer, abstained=abstained(answer.text), latency_ms=latency_ms,
         cost_usd=answer.cost_usd, scores=scores, judge_reply=judge.raw.get(item.id) if judge else None,
     )  # fmt: skip
 

@@ -1,7 +1,8 @@
 """`eval compare --html`: one self-contained page (inline SVG and CSS, no script, nothing
 fetched) with the comparison table, each metric's score distribution for both runs, the
-deltas with their confidence intervals, and the items that got worse the most, with their
-question, both answers and the documents cited. Every text is escaped."""
+deltas with their confidence intervals, the version-over-version trend of the suite's stored
+runs on the same data, and the items that got worse the most, with their question,
+reference, both answers and the contexts cited. Every text is escaped."""
 
 from __future__ import annotations
 
@@ -62,6 +63,39 @@ def _deltas(metrics: dict[str, dict[str, Any]]) -> str:
             f'height="{height}" viewBox="0 0 {width} {height}">{"".join(parts)}</svg>')  # fmt: skip
 
 
+def _trend(metric: str, history: list[RunRecord], marked: set[str]) -> str:
+    """The metric's mean (with its CI) run after run, oldest left; the compared runs marked."""
+    points = [(run, run.metrics[metric]) for run in history if metric in run.metrics and run.metrics[metric].mean is not None]
+    width, height, pad = 360, 130, 22
+    step = (width - 2 * pad) / max(1, len(points) - 1)
+
+    def y(value: float) -> float:
+        return height - pad - value * (height - 2 * pad)
+
+    xs = [pad + i * step if len(points) > 1 else width / 2 for i in range(len(points))]
+    line = " ".join(f"{x:.1f},{y(m.mean):.1f}" for x, (_, m) in zip(xs, points))
+    parts = [f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#444"/>',
+             f'<text x="2" y="{y(0) + 4:.1f}" font-size="10">0</text><text x="2" y="{y(1) + 4:.1f}" font-size="10">1</text>']  # fmt: skip
+    if len(points) > 1:
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{_COLORS[1]}" stroke-width="1.5"/>')
+    for x, (run, m) in zip(xs, points):
+        if m.ci_low is not None and m.ci_high is not None:
+            parts.append(f'<line x1="{x:.1f}" y1="{y(m.ci_low):.1f}" x2="{x:.1f}" y2="{y(m.ci_high):.1f}" stroke="#999"/>')
+        versions = ", ".join(f"{name} {version}" for name, version in run.prompt_versions.items())
+        fill = "#c62828" if run.run_id in marked else _COLORS[1]
+        parts.append(f'<circle cx="{x:.1f}" cy="{y(m.mean):.1f}" r="{5 if run.run_id in marked else 3}" fill="{fill}">'
+                     f'<title>{escape(run.run_id)} ({escape(versions)}): {m.mean:.3f}</title></circle>')  # fmt: skip
+    return (f'<svg class="plot trend" role="img" aria-label="{escape(metric)} trend" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}">{"".join(parts)}</svg>')  # fmt: skip
+
+
+def _contexts(item: ItemResult | None) -> str:
+    if item is None:
+        return ""
+    texts = item.cited_texts or [""] * len(item.cited)
+    return "".join(f"<p><b>{escape(doc)}</b> {escape(text)}</p>" for doc, text in zip(item.cited, texts))
+
+
 def _worst(metric: str, baseline: dict[str, ItemResult], candidate: dict[str, ItemResult], limit: int = 10) -> str:
     def value(item: ItemResult | None) -> float:
         score = item.scores.get(metric) if item else None
@@ -75,18 +109,21 @@ def _worst(metric: str, baseline: dict[str, ItemResult], candidate: dict[str, It
         before, after = baseline[item_id], candidate.get(item_id)
         rows.append(
             f"<tr><td>{escape(item_id)}</td><td>{delta:+.3f}</td><td>{escape(before.question)}</td>"
-            f"<td>{escape(before.answer or before.error or '')}</td>"
+            f"<td>{escape(before.reference or '')}</td><td>{escape(before.answer or before.error or '')}</td>"
             f"<td>{escape((after.answer or after.error or '') if after else 'missing')}</td>"
-            f"<td>{escape(', '.join(after.cited) if after else '')}</td></tr>"
+            f"<td class='contexts'>{_contexts(after)}</td></tr>"
         )
     if not rows:
         return "<p>No item got worse.</p>"
-    head = "<tr><th>item</th><th>Δ</th><th>question</th><th>baseline answer</th><th>candidate answer</th><th>cited</th></tr>"
+    head = ("<tr><th>item</th><th>Δ</th><th>question</th><th>reference</th><th>baseline answer</th>"
+            "<th>candidate answer</th><th>cited by the candidate</th></tr>")
     return f'<table class="worst">{head}{"".join(rows)}</table>'
 
 
 def comparison_page(comparison: dict[str, Any], baseline: RunRecord, candidate: RunRecord,
-                    baseline_items: dict[str, ItemResult], candidate_items: dict[str, ItemResult]) -> str:  # fmt: skip
+                    baseline_items: dict[str, ItemResult], candidate_items: dict[str, ItemResult],
+                    history: list[RunRecord] = ()) -> str:  # fmt: skip
+    """`history`: the suite's stored runs on the same dataset, oldest first, for the trend."""
     metrics = comparison["metrics"]
     table = "".join(
         f"<tr><td>{escape(name)}</td><td>{_fmt(m.get('baseline_mean'))}</td><td>{_fmt(m.get('candidate_mean'))}</td>"
@@ -97,6 +134,9 @@ def comparison_page(comparison: dict[str, Any], baseline: RunRecord, candidate: 
     runs = [(f"{baseline.run_id} (baseline)", baseline_items), (f"{candidate.run_id} (candidate)", candidate_items)]
     plots = "".join(f"<figure><figcaption>{escape(name)}</figcaption>{_histogram(name, runs)}</figure>" for name in metrics)
     first = next(iter(metrics), None)
+    marked = {baseline.run_id, candidate.run_id}
+    trends = "".join(f"<figure><figcaption>{escape(name)}</figcaption>{_trend(name, list(history), marked)}</figure>"
+                     for name in metrics) if len(history) > 1 else "<p>Fewer than two stored runs on this dataset.</p>"  # fmt: skip
 
     def versions(run: RunRecord) -> str:
         return escape(", ".join(run.prompt_versions.values()))
@@ -105,12 +145,13 @@ def comparison_page(comparison: dict[str, Any], baseline: RunRecord, candidate: 
 <html lang="en"><head><meta charset="utf-8"><title>ragline eval {escape(candidate.suite)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;margin:12px 0}}
 td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}}figure{{display:inline-block;margin:8px}}
-.better{{color:#1d8a3a}}.worse{{color:#c62828}}.legend span{{display:inline-block;width:10px;height:10px;margin:0 4px}}</style>
+.contexts p{{margin:0 0 6px;max-width:40em}}.better{{color:#1d8a3a}}.worse{{color:#c62828}}.legend span{{display:inline-block;width:10px;height:10px;margin:0 4px}}</style>
 </head><body>
 <h1>ragline eval: {escape(candidate.suite)}</h1>
 <p>baseline <code>{escape(baseline.run_id)}</code> ({versions(baseline)}) → candidate <code>{escape(candidate.run_id)}</code> ({versions(candidate)}); {candidate.items} items</p>
 <table><tr><th>metric</th><th>baseline</th><th>candidate</th><th>Δ</th><th>CI</th><th>p</th><th>verdict</th></tr>{table}</table>
 <h2>Deltas</h2>{_deltas(metrics)}
+<h2>Trend across versions</h2><p>Each stored run of this suite on the same data, oldest left; the compared runs in red.</p>{trends}
 <h2>Score distributions</h2><p class="legend"><span style="background:{_COLORS[0]}"></span>baseline<span style="background:{_COLORS[1]}"></span>candidate</p>{plots}
 <h2>Items that got worse{f" ({escape(first)})" if first else ""}</h2>{_worst(first, baseline_items, candidate_items) if first else ""}
 </body></html>

@@ -29,10 +29,10 @@ _ANSWER_METRICS: dict[str, Callable[[EvalItem, Answer, Sequence[str]], Score]] =
     "label_accuracy": lambda item, answer, labels: am.label_accuracy(answer.text, item.label, labels),
     "citation_validity": lambda item, answer, labels: am.citation_validity(answer.text, len(answer.sources)),
     "citation_precision": lambda item, answer, labels: am.citation_precision(
-        [c.document_id for c in answer.citations], list(item.relevant_document_ids)
+        [c.document_id for c in answer.citations], item.relevant_document_ids
     ),
     "citation_recall": lambda item, answer, labels: am.citation_recall(
-        [c.document_id for c in answer.citations], list(item.relevant_document_ids)
+        [c.document_id for c in answer.citations], item.relevant_document_ids
     ),
 }
 _RANKING_METRICS = {

@@ -33,6 +33,8 @@ class ItemResult(BaseModel):
     answer: str | None = None
     sources: list[str] = Field(default_factory=list, description="Document ids shown to the model, in order.")
     cited: list[str] = Field(default_factory=list)
+    cited_texts: list[str] = Field(default_factory=list, description="The cited chunks' text (capped), for reports.")
+    reference: str | None = Field(None, description="The dataset's reference answer, for reports.")
     abstained: bool = False
     error: str | None = Field(None, description="The failure kind when the item could not be answered.")
     latency_ms: float = 0.0

@@ -20,7 +20,8 @@ HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
 def _run(run_id: str, values: list[float]) -> tuple[RunRecord, dict[str, ItemResult]]:
     items = {
         f"q{i}": ItemResult(item_id=f"q{i}", question=f"Question {i} {HOSTILE}", answer=f"Answer {i} {HOSTILE}",
-                            cited=["doc.md"], scores={"token_f1": Score.of(v), "hit@3": Score.of(float(v > 0.5))})
+                            reference=f"Reference {i}", cited=["doc.md"], cited_texts=[f"Context of doc {HOSTILE}"],
+                            scores={"token_f1": Score.of(v), "hit@3": Score.of(float(v > 0.5))})
         for i, v in enumerate(values)
     }  # fmt: skip
     summary = MetricSummary(mean=sum(values) / len(values), ci_low=0.0, ci_high=1.0, coverage=1.0)
@@ -48,8 +49,10 @@ def test_the_report_renders_in_chromium_without_errors(tmp_path):
         pytest.fail("Debian's chromium is needed for this test (.ci/run installs it: apt-get install chromium)")
     baseline, baseline_items = _run("aaaaaaaaaaaa", [0.9, 0.8, 0.7, 0.6, 0.5])
     candidate, candidate_items = _run("bbbbbbbbbbbb", [0.9, 0.2, 0.6, 0.3, 0.5])
+    older, _ = _run("000000000000", [0.4, 0.5, 0.6, 0.5, 0.5])
     page = tmp_path / "report.html"
-    page.write_text(comparison_page(COMPARISON, baseline, candidate, baseline_items, candidate_items), encoding="utf-8")
+    page.write_text(comparison_page(COMPARISON, baseline, candidate, baseline_items, candidate_items,
+                                    [older, baseline, candidate]), encoding="utf-8")  # fmt: skip
     assert "<script>" not in page.read_text()  # escaped, never markup
     done = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -60,6 +63,8 @@ def test_the_report_renders_in_chromium_without_errors(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
     assert dom.count('class="plot distribution"') == 2 and dom.count('class="plot deltas"') == 1
+    assert dom.count('class="plot trend"') == 2 and dom.count("<polyline") == 2  # one line per metric, three runs
+    assert "Reference 1" in dom and "Context of doc &lt;script&gt;" in dom
     assert len(re.findall(r"<rect ", dom)) >= 2 and "<circle" in dom
     assert "&lt;script&gt;" in dom and "<script>alert" not in dom
     assert "Items that got worse (token_f1)" in dom and "q1" in dom

@@ -177,6 +177,19 @@ def test_concurrent_identical_calls_each_get_one_recording(tmp_path) -> None:
         replay.complete(request)
 
 
+def test_text_with_unicode_line_separators_round_trips(tmp_path) -> None:
+    """JSON keeps U+2028, U+2029 and U+0085 raw; a reader that split lines at them (as
+    str.splitlines does) tore a PubMedQA recording in two."""
+    from ragline.llm.fake import FakeProvider
+
+    text = "Renal PAN\u2028can occur.\u2029 Rarely\x85 so."
+    path = tmp_path / "run.jsonl"
+    recorder = RecordingProvider(FakeProvider([text]), Cassette.create(path))
+    assert recorder.complete(ask("Where?")).text == text
+    replay = ReplayProvider(Cassette.load(path))
+    assert replay.complete(ask("Where?")).text == text
+
+
 def test_cli_query_record_then_replay_offline(tmp_path, samples_store, llama_server_url):
     """`ragline query --record` against a real server, then `--replay` with the server
     unreachable: the same answer, field for field (but the trace id), and a miss fails loudly."""

@@ -49,9 +49,17 @@ def test_label_accuracy():
 def test_citations():
     assert citation_validity("Leave is 25 days [1][2], see [7].", source_count=4).value == pytest.approx(2 / 3)
     assert citation_validity("No markers at all.", source_count=4).status == "undefined"
-    assert citation_precision(["a", "b"], ["a"]).value == 0.5 and citation_recall(["a", "b"], ["a", "c"]).value == 0.5
-    assert citation_precision([], ["a"]).status == "undefined" and citation_recall(["a"], []).status == "undefined"
-    assert citation_precision(["a", "a"], ["a"]).value == 1.0  # a document cited twice counts once
+    assert citation_precision(["a", "b"], {"a": 1}).value == 0.5
+    assert citation_recall(["a", "b"], {"a": 1, "c": 1}).value == 0.5
+    assert citation_precision([], {"a": 1}).status == "undefined" and citation_recall(["a"], {}).status == "undefined"
+    assert citation_precision(["a", "a"], {"a": 1}).value == 1.0  # a document cited twice counts once
+
+
+def test_graded_citations():
+    grades = {"main": 3, "marginal": 1, "judged-irrelevant": 0}
+    assert citation_recall(["main"], grades).value == 0.75 and citation_recall(["marginal"], grades).value == 0.25
+    assert citation_precision(["main", "judged-irrelevant"], grades).value == 0.5  # grade 0 is not relevant
+    assert citation_recall(["x"], {"judged-irrelevant": 0}).status == "undefined"
 
 
 def test_abstention():
@@ -66,7 +74,7 @@ text = st.lists(words, max_size=12).map(" ".join)
 
 @settings(max_examples=300, derandomize=True, database=None)
 @given(answer=text, reference=st.one_of(st.none(), text), cited=st.lists(st.sampled_from("abc")),
-       relevant=st.lists(st.sampled_from("abc")), sources=st.integers(0, 5))
+       relevant=st.dictionaries(st.sampled_from("abc"), st.integers(0, 3)), sources=st.integers(0, 5))
 def test_never_nan_never_out_of_range(answer, reference, cited, relevant, sources):
     scores = [
         exact_match(answer, reference), token_f1(answer, reference), rouge_l(answer, reference),

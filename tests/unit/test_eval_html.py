@@ -20,3 +20,4 @@ def test_a_page_without_numbers_is_still_a_page():
     page = comparison_page(comparison, _record("a"), _record("b"), items, items)
     assert page.startswith("<!doctype html>") and "<script" not in page and "http" not in page.split("<body>")[1]
     assert "s&lt;1&gt;" in page and "<b>q</b>" not in page and "undefined" in page and "No item got worse." in page
+    assert "Fewer than two stored runs" in page

@@ -127,7 +127,7 @@ class Cassette:
         """A new, empty cassette to record into (an existing file is emptied)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
+        path.write_text("", encoding="utf-8")
         return cls(path)
 
     @classmethod
@@ -137,7 +137,7 @@ class Cassette:
         if not path.is_file():
             raise FileNotFoundError(f"no cassette at {path}; record one first (--record)")
         recordings = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):  # JSON keeps U+2028 raw
             if not line.strip():
                 continue
             try:
@@ -152,7 +152,7 @@ class Cassette:
     def append(self, recording: Recording) -> None:
         line = recording.model_dump_json(exclude_none=True) + "\n"
         with self._lock:
-            with self.path.open("a") as file:
+            with self.path.open("a", encoding="utf-8") as file:
                 file.write(line)
                 file.flush()
                 os.fsync(file.fileno())
