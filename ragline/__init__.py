@@ -16,6 +16,10 @@ os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 _PUBLIC = {
     "Rag": "ragline.app",
     "open": "ragline.app",
+    "connect": "ragline.server.client",
+    "RemoteRag": "ragline.server.client",
+    "RemoteError": "ragline.errors",
+    "StoreBusyError": "ragline.errors",
     "ConfigError": "ragline.config",
     "RaglineConfig": "ragline.config",
     "load_config": "ragline.config",
@@ -45,9 +49,13 @@ __all__ = [
     "ProviderError",
     "Rag",
     "RaglineConfig",
+    "RemoteError",
+    "RemoteRag",
+    "StoreBusyError",
     "StoreError",
     "StreamInterrupted",
     "Usage",
+    "connect",
     "load_config",
     "open",
 ]
@@ -56,11 +64,12 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from ragline.app import Rag, open
     from ragline.config import ConfigError, RaglineConfig, load_config
-    from ragline.errors import StoreError
+    from ragline.errors import RemoteError, StoreBusyError, StoreError
     from ragline.llm.base import ProviderError, StreamInterrupted
     from ragline.llm.budget import BudgetExceeded
     from ragline.models import Answer, Attempt, Citation, Hit, IngestError, IngestReport, Usage
     from ragline.pipelines.pipeline import Pipeline
+    from ragline.server.client import RemoteRag, connect
 
 
 def __getattr__(name: str):

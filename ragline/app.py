@@ -7,6 +7,8 @@ or a named pipeline) runs through `ragline.pipelines.runner`.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,6 +27,7 @@ from ragline.pipelines.prompts import Prompt, find_prompt
 from ragline.pipelines.runner import PipelineRunner, QueryScope, final_answer, trace_id
 from ragline.pipelines.steps import QueryState
 from ragline.retrieval.embeddings import TextEmbedder
+from ragline.retrieval.ownership import read_owner
 from ragline.retrieval.store import Filters, SearchMode
 from ragline.text import valid_unicode
 from ragline.tracing.spans import record_hits
@@ -43,6 +46,8 @@ def open(  # noqa: A001 - the public entry point is `ragline.open`
 
     `embedder` / `provider` replace the configured embedder and LLM (e.g. to share loaded
     models); `overrides` are config sections as dicts, e.g. `llm={"max_tokens": 64}`.
+    While a `ragline serve` owns the store, this returns a `RemoteRag` routed to it (same
+    methods, same results; the server's models and config answer).
     """
     if config is None:
         if path is not None:
@@ -50,7 +55,22 @@ def open(  # noqa: A001 - the public entry point is `ragline.open`
         config = load_config(config_file, **overrides)
     elif path is not None:
         config = config.model_copy(update={"store": config.store.model_copy(update={"path": str(path)})})
+    served_at = _served_at(config)
+    if served_at is not None:
+        from ragline.server.client import RemoteRag
+
+        return RemoteRag(served_at, config=config, path=Path(config.store.path))
     return Rag(config, embedder=embedder, provider=provider)
+
+
+def _served_at(config: RaglineConfig) -> str | None:
+    """The address of the live server owning this embedded store, if one does."""
+    if config.store.kind != "edge":
+        return None
+    owner = read_owner(config.store.path)
+    if owner is None or owner.address is None or owner.pid == os.getpid():
+        return None
+    return owner.address
 
 
 class Rag:
@@ -60,6 +80,7 @@ class Rag:
         self.config = config
         self.path = Path(config.store.path)
         self.components = Components(config, embedder=embedder, provider=provider)
+        self._ingesting = threading.Lock()
 
     # --- the parts callers may reach (built on first use) ---
 
@@ -119,22 +140,33 @@ class Rag:
         *,
         show_progress: bool = False,
         allow_mass_delete: bool | None = None,
+        stop: threading.Event | None = None,
+        optimize: bool = True,
     ) -> IngestReport:
         """Ingest files, folders or connectors (default: the configured `[[sources]]`).
 
         Re-running only processes what changed, and removes what disappeared (within the
-        mass-delete guard)."""
+        mass-delete guard). Setting `stop` ends the run at the next write batch, with
+        `interrupted` set and nothing deleted (the next run continues). `optimize=False`
+        leaves building indexes to the caller (a server does it while idle: it freezes
+        queries). Ingests of one store run one at a time: a run's crash recovery must not
+        see another run's uncommitted writes."""
         total = IngestReport()
-        for source in self._connectors(sources):
-            if isinstance(source, IngestError):
-                total.failed += 1
-                total.errors.append(source)
-                continue
-            total.merge(
-                self.components.ingestor.run(source, show_progress=show_progress, allow_mass_delete=allow_mass_delete)
-            )
-        if total.chunks_embedded:
-            self.optimize()
+        with self._ingesting:
+            for source in self._connectors(sources):
+                if isinstance(source, IngestError):
+                    total.failed += 1
+                    total.errors.append(source)
+                    continue
+                total.merge(
+                    self.components.ingestor.run(
+                        source, show_progress=show_progress, allow_mass_delete=allow_mass_delete, stop=stop
+                    )
+                )
+                if total.interrupted:
+                    break
+            if optimize and total.chunks_embedded and not total.interrupted:  # no long optimize while stopping
+                self.optimize()
         return total
 
     def optimize(self) -> None:

@@ -38,6 +38,8 @@ from ragline.cli_output import emit_json as _emit_json
 from ragline.cli_output import opened as _opened
 from ragline.cli_pipelines import pipeline_app
 from ragline.cli_prompts import prompts_app
+from ragline.cli_runs import ingest_recorded, runs, schedule_app
+from ragline.cli_serve import serve
 from ragline.cli_traces import traces_app
 from ragline.models import Answer
 
@@ -125,9 +127,8 @@ def ingest(
 ) -> None:
     """Ingest files and folders; unchanged documents are skipped, removed ones are deleted."""
     with _opened(store, config) as rag:
-        report = rag.ingest(
-            paths or None, show_progress=not as_json and err.is_terminal, allow_mass_delete=allow_mass_delete or None
-        )
+        progress, allow = not as_json and err.is_terminal, allow_mass_delete or None
+        report = ingest_recorded(rag, paths or None, show_progress=progress, allow_mass_delete=allow)
     if as_json:
         _emit_json(report.model_dump(mode="json"))
     else:
@@ -277,6 +278,9 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(traces_app, name="traces")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(schedule_app, name="schedule")
+app.command("runs")(runs)
+app.command("serve")(serve)
 
 
 @eval_app.command("retrieval")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import ragline
+from ragline.error_report import error_json
 from ragline.models import Answer
 
 try:  # typer 0.2x vendors click as a private package; older releases use click itself
@@ -38,34 +38,6 @@ def json_requested() -> bool:
     command and error path agrees without passing the flag around)."""
     context = get_current_context(silent=True)
     return bool(context and context.params.get("as_json"))
-
-
-def error_json(error: BaseException | str, kind: str | None = None) -> dict[str, Any]:
-    """`{"error": {...}}`: kind and message, plus what a caller can act on (a provider's
-    status and Retry-After, every attempt of a failed chain, a budget's numbers, a busy store's owner)."""
-    from ragline.config import ConfigError
-    from ragline.errors import StoreBusyError, StoreError
-    from ragline.llm.base import ProviderError
-    from ragline.llm.budget import BudgetExceeded
-
-    body: dict[str, Any] = {"kind": kind or "error", "message": str(error)}
-    if isinstance(error, ProviderError):
-        body |= {"kind": kind or error.kind, "provider": error.provider, "status": error.status,
-                 "retry_after": error.retry_after}
-        if attempts := getattr(error, "attempts", None):
-            body["attempts"] = [attempt.model_dump() for attempt in attempts]
-        if error.partial_text:
-            body["partial_text"] = error.partial_text
-    elif isinstance(error, BudgetExceeded):
-        body |= {"kind": kind or "budget", "scope": error.scope, "limit_usd": error.limit, "spent_usd": error.spent,
-                 "needed_usd": error.needed}
-    elif isinstance(error, ConfigError):
-        body["kind"] = kind or "config"
-    elif isinstance(error, StoreError):
-        body |= {"kind": kind or "store", "path": str(error.path)}
-    elif isinstance(error, StoreBusyError):
-        body |= {"kind": kind or "store_busy", "path": str(error.path), "owner": error.owner and asdict(error.owner)}
-    return {"error": body}
 
 
 def fail(error: BaseException | str, *, kind: str | None = None, code: int = 1) -> NoReturn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ragline.cli_output import ConfigOption, StoreOption, emit_json, fail, store_dir
 from ragline.tracing.render import trace_html, trace_tree
-from ragline.tracing.store import SpanNode, Trace, TraceNotFound, TraceStore
+from ragline.tracing.store import Trace, TraceNotFound, TraceStore, trace_json
 
 traces_app = typer.Typer(help="Recorded query traces: list, show as a tree, export as HTML.", no_args_is_help=True)
 out = Console()
@@ -46,17 +46,6 @@ def _load(store: Path | None, config: Path | None, trace_id: str) -> Trace:
         fail(exc, kind="not_found")
     finally:
         reader.close()
-
-
-def _node_json(node: SpanNode) -> dict[str, Any]:
-    data = node.model_dump(mode="json", exclude={"children"})
-    data["duration_ms"] = node.duration_ms
-    data["children"] = [_node_json(child) for child in node.children]
-    return data
-
-
-def trace_json(trace: Trace) -> dict[str, Any]:
-    return {"summary": trace.summary.model_dump(mode="json"), "spans": [_node_json(root) for root in trace.roots]}
 
 
 @traces_app.command("list")

@@ -30,3 +30,16 @@ class StoreBusyError(RuntimeError):
         super().__init__(
             f"store {path} is already open: owned by {holder}; stop that process, or route to it, or {wait}"
         )
+
+
+class RemoteError(RuntimeError):
+    """A failure the store's owner process (`ragline serve`) reported; `body` is its error
+    object (`kind`, `message`, and what a caller can act on), `status` the HTTP status."""
+
+    def __init__(self, body: dict, status: int):
+        self.body, self.status = body, status
+        super().__init__(body.get("message") or f"the server answered {status}")
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind", "error"))

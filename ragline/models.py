@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class Chunk(BaseModel):
@@ -49,12 +49,24 @@ class IngestReport(BaseModel):
     chunks_embedded: int = 0
     reconciled: int = Field(0, description="Documents re-processed or adopted because index and ledger disagreed.")
     errors: list[IngestError] = Field(default_factory=list)
+    interrupted: bool = Field(
+        False, description="Stopped between write batches: what was written is committed, nothing was deleted.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _interrupted_only_when_true(self, handler: SerializerFunctionWrapHandler):
+        """An ordinary run's JSON keeps the shape it always had; `interrupted` shows when true."""
+        data = handler(self)
+        if not self.interrupted and isinstance(data, dict):
+            data.pop("interrupted", None)
+        return data
 
     def merge(self, other: IngestReport) -> None:
         """Add another run's counts and errors to this report (one report per CLI call)."""
         for field in ("added", "updated", "unchanged", "deleted", "failed", "chunks_embedded", "reconciled"):
             setattr(self, field, getattr(self, field) + getattr(other, field))
         self.errors.extend(other.errors)
+        self.interrupted = self.interrupted or other.interrupted
 
 
 class Usage(BaseModel):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ragline.settings import Section
 
@@ -35,11 +37,89 @@ class IngestConfig(Section):
 
 
 class SourceConfig(BaseModel):
-    """One `[[sources]]` entry: a connector kind plus that connector's own settings."""
+    """One `[[sources]]` entry: a connector kind plus that connector's own settings (the extra
+    keys), and when `ragline serve` runs it (fields of its own, not passed to the connector)."""
 
     model_config = ConfigDict(extra="allow")
 
     kind: str = Field(description="filesystem, web, dataset, sql, or a plugin's kind.")
+    name: str | None = Field(
+        None, min_length=1, description="The source's name in run history and schedules; default: the connector's "
+        "source (as `ragline sources` shows it). web, sql and plugin kinds also get it as their own `name`.",
+    )
+    schedule: str | None = Field(None, description='5-field cron, e.g. "0 2 * * *", in `timezone`.')
+    timezone: str = Field("UTC", description="IANA time zone of `schedule`, e.g. Europe/Berlin.")
+    interval_seconds: float | None = Field(
+        None, gt=0, description="Run every this many seconds instead of a cron schedule (frequent polling, tests).",
+    )
+    watch: bool = Field(False, description="Filesystem sources: also run when files change (debounced).")
+    catch_up_seconds: float | None = Field(
+        None, ge=0, description="Ticks missed while no server ran, within this window, give one catch-up run on "
+        "start; default: one interval of the schedule; 0: none.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _five_field_cron(cls, schedule: str | None) -> str | None:
+        if schedule is None:
+            return None
+        from croniter import CroniterBadDateError, CroniterError, croniter
+
+        fields = schedule.split()
+        if len(fields) != 5:
+            raise ValueError(f"{schedule!r} has {len(fields)} fields; a cron schedule has 5: minute hour "
+                             "day-of-month month day-of-week, e.g. \"0 2 * * *\"")
+        try:
+            croniter(" ".join(fields)).get_next(float)
+        except CroniterBadDateError:
+            raise ValueError(f"{schedule!r} never fires (no such date)") from None
+        except CroniterError as exc:
+            raise ValueError(f"{schedule!r} is not a valid cron schedule: {exc}") from None
+        return " ".join(fields)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            close = difflib.get_close_matches(timezone, sorted(available_timezones()), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else " (an IANA name such as 'Europe/Berlin')"
+            raise ValueError(f"unknown time zone {timezone!r}{hint}") from None
+        return timezone
+
+    @model_validator(mode="after")
+    def _one_trigger_of_each_kind(self) -> SourceConfig:
+        if self.schedule is not None and self.interval_seconds is not None:
+            raise ValueError("give schedule or interval_seconds, not both")
+        if self.watch and self.kind != "filesystem":
+            raise ValueError(f"watch = true is for filesystem sources, not {self.kind}")
+        if self.catch_up_seconds is not None and self.schedule is None and self.interval_seconds is None:
+            raise ValueError("catch_up_seconds needs a schedule or interval_seconds")
+        return self
 
     def connector_settings(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        """What the connector is built from: the extra keys, and `name` where it is one of the
+        kind's own settings (web and sql name their source with it), so naming a source for
+        its runs never changes the source its documents are stored under."""
+        settings = dict(self.model_extra or {})
+        if self.name is not None and _settings_declare_name(self.kind):
+            settings["name"] = self.name
+        return settings
+
+
+def _settings_declare_name(kind: str) -> bool:
+    """Whether a kind's settings have a `name`: a built-in's model says; a plugin checks its
+    own settings, so it gets `name` as it did before `name` named runs too."""
+    from ragline.connectors.registry import BUILTIN
+
+    if kind not in BUILTIN:
+        return True
+    module, _, model = BUILTIN[kind]
+    try:
+        settings: type[BaseModel] = getattr(importlib.import_module(module), model)
+    except ImportError:
+        return True
+    return "name" in settings.model_fields

@@ -16,12 +16,17 @@ failed document keeps whatever it had in the index before, and is retried next r
 The embedder gets a window of several write batches per call, so that it can group texts
 of equal length in word pieces (padding is wasted model time); writes stay one batch at a
 time, and a crash mid-window costs no model time on the re-run (the embedding cache).
+
+A run can be stopped between write batches (`run(stop=...)`, e.g. on SIGTERM): the listing
+ends, the batches written so far stay committed, and deletions are skipped, since documents
+an unfinished listing did not reach are not gone. The next run continues from there.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
@@ -108,6 +113,13 @@ def _windows(batches: Iterator[list[_Parsed]]) -> Iterator[list[list[_Parsed]]]:
             window, size = [], 0
     if window:
         yield window
+
+
+def _stopping(stop: threading.Event | None, report: IngestReport) -> bool:
+    """Whether the run was asked to stop; marks the report interrupted when so."""
+    if stop is not None and stop.is_set():
+        report.interrupted = True
+    return report.interrupted
 
 
 def _progress(show: bool):
@@ -283,13 +295,16 @@ class Ingestor:
 
     def _batches(
         self, connector: Connector, known: dict[str, LedgerEntry], report: IngestReport,
-        seen: set[str], refused: dict[str, Refusal], tick: Callable[[int], None],
+        seen: set[str], refused: dict[str, Refusal], tick: Callable[[int], None], stop: threading.Event | None,
     ) -> Iterator[list[_Parsed]]:
-        """Changed documents, parsed, in write batches of about `batch_chunks` chunks."""
+        """Changed documents, parsed, in write batches of about `batch_chunks` chunks; a stop
+        ends the listing (the documents parsed but not yet written are read again next run)."""
         batch: list[_Parsed] = []
         size = 0
         refused_before = self.ledger.refusals(connector.source, self._refusal_settings)
         for item in connector.items(_Current(known, self.fingerprint, refused_before)):
+            if _stopping(stop, report):
+                return
             seen.add(item.document_id)
             previous = known.get(item.document_id)
             before = refused_before.get(item.document_id)
@@ -340,7 +355,9 @@ class Ingestor:
         report.deleted = len(gone)
 
     def run(self, connector: Connector, *, show_progress: bool = False,
-            allow_mass_delete: bool | None = None) -> IngestReport:
+            allow_mass_delete: bool | None = None, stop: threading.Event | None = None) -> IngestReport:
+        """Ingest what changed in `connector`'s source. `stop`, once set, ends the run at the
+        next batch boundary with `interrupted` set (see the module docstring)."""
         started = time.time()
         report = IngestReport()
         self.recover()
@@ -362,11 +379,15 @@ class Ingestor:
                     progress.update(task, advance=documents, chunks=report.chunks_embedded, rate=rate)
 
             try:
-                for window in _windows(self._batches(connector, known, report, seen, refused, tick)):
+                for window in _windows(self._batches(connector, known, report, seen, refused, tick, stop)):
+                    if _stopping(stop, report):
+                        break
                     chunks = [c for batch in window for parsed in batch for c in parsed.chunks]
                     self._ensure_space(chunks)
                     vectors = self._embed(chunks)
                     for batch in window:
+                        if _stopping(stop, report):
+                            break
                         self._write(batch, vectors, report)
                         tick(len(batch))
             except ConnectorError as exc:
@@ -377,6 +398,9 @@ class Ingestor:
         for document, reason in getattr(connector, "errors", []):
             report.errors.append(IngestError(document=document, error=reason))
             report.failed += 1
+        if report.interrupted:  # an unfinished listing deletes nothing, and forgets no refusal
+            self.ledger.record_run(connector.source, started, report.model_dump(mode="json"))
+            return report
         allow = self.config.allow_mass_delete if allow_mass_delete is None else allow_mass_delete
         self._sync_deletions(connector, known, seen, report, allow)
         self.ledger.replace_refusals(connector.source, self._refusal_settings, refused)

@@ -219,3 +219,14 @@ class TraceStore:
             (parent.children if parent else roots).append(node)
         summary = _summary(self._db.execute(f"{_SUMMARY} WHERE trace_id = ? GROUP BY trace_id", (trace_id,)).fetchone())
         return Trace(summary=summary, roots=roots)
+
+
+def _node_json(node: SpanNode) -> dict[str, Any]:
+    data = node.model_dump(mode="json", exclude={"children"})
+    data["duration_ms"] = node.duration_ms
+    data["children"] = [_node_json(child) for child in node.children]
+    return data
+
+
+def trace_json(trace: Trace) -> dict[str, Any]:
+    return {"summary": trace.summary.model_dump(mode="json"), "spans": [_node_json(root) for root in trace.roots]}

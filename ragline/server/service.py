@@ -1,0 +1,87 @@
+"""`StoreService`: everything the owner process runs over one store, assembled and shut down
+in one place: the open `Rag` (models loaded once), run history, the source runner, the
+scheduler, and the idle optimizer.
+
+The embedded engine's `optimize()` holds the GIL for seconds (14.8 s measured on a 10k
+shard), freezing every query thread. Ingest runs here therefore skip it, and the optimizer
+runs it only when no run is active and no query arrived for `idle_seconds`: a query can
+still meet one optimize, never one per batch or per run.
+
+Shutdown order (SIGTERM): stop firing schedules, ask running ingests to stop after their
+current batch (the ledger commits it; the run ends `interrupted`), wait for them, then close
+the store (which releases its ownership lock last).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+from ragline.runs.history import RunHistory, SourceRun
+from ragline.runs.runner import SourceRunner
+from ragline.schedule.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+IDLE_SECONDS = 30.0
+STOP_TIMEOUT = 120.0
+
+
+class StoreService:
+    def __init__(self, rag, *, token: str | None = None, idle_seconds: float = IDLE_SECONDS, schedules: bool = True):
+        self.rag = rag
+        self.token = token
+        self.version = package_version("ragline")
+        self.history = RunHistory(rag.path)
+        self.history.interrupt_stale()  # a run a killed owner left 'running'
+        self.runner = SourceRunner(rag, self.history, optimize=False)
+        self.scheduler = Scheduler(self.runner, rag.config.sources, self.history)
+        self._schedules = schedules
+        self._idle_seconds = idle_seconds
+        self._last_activity = time.monotonic()
+        self._stopping = threading.Event()
+        self._optimizer = threading.Thread(target=self._optimize_when_idle, name="ragline-optimizer", daemon=True)
+
+    def start(self) -> None:
+        self._optimizer.start()
+        if self._schedules:
+            self.scheduler.start()
+
+    def touch(self) -> None:
+        """A query arrived: postpone the optimizer."""
+        self._last_activity = time.monotonic()
+
+    def start_source(self, name: str) -> SourceRun:
+        return self.runner.start(name, "api")
+
+    def start_paths(self, paths: list[Path]) -> list[SourceRun]:
+        return self.runner.start_paths(paths, "api")
+
+    def run_json(self, run: SourceRun) -> dict:
+        """A run as the API shows it: the history's record, plus the full report while kept."""
+        report = self.runner.report(run.id)
+        return {**run.model_dump(mode="json"), "report": report.model_dump(mode="json") if report else None}
+
+    def run_counts(self) -> dict[str, int]:
+        return dict(Counter(run.status for run in self.history.runs(limit=100_000)))
+
+    def _optimize_when_idle(self) -> None:
+        while not self._stopping.wait(1.0):
+            idle = time.monotonic() - self._last_activity >= self._idle_seconds
+            if idle and not self.runner.running() and self.runner.pending_optimize():
+                log.info("store idle: optimizing the index")
+                try:
+                    self.rag.optimize()
+                    self.runner.optimized()
+                except Exception:  # an optimizer failure must not take the server down
+                    log.exception("optimize failed; the next idle period retries")
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.scheduler.stop()
+        self.runner.stop_all(timeout=STOP_TIMEOUT)
+        self.history.close()
+        self.rag.close()
