@@ -116,7 +116,7 @@ def test_binding_beyond_loopback_needs_a_token(samples_store):
     assert refused.returncode != 0 and "RAGLINE_SERVER_TOKEN" in refused.stderr
 
 
-def test_fuzzing_the_openapi_document_finds_no_server_error(samples_store, config):
+def test_fuzzing_the_openapi_document_finds_no_server_error(samples_store, config, tmp_path):
     """schemathesis against /openapi.json: no 5xx and no stack trace in any body. Ingest is
     left out: it would ingest whatever paths the fuzzer invents on this machine."""
     with served(samples_store, "--config", str(config), "--no-schedules", env=ENV) as server:
@@ -124,7 +124,7 @@ def test_fuzzing_the_openapi_document_finds_no_server_error(samples_store, confi
             [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
              "--checks", "not_a_server_error", "--max-examples", "25", "--seed", "7",
              "--exclude-path", "/v1/ingest", "--request-timeout", "60"],
-            capture_output=True, text=True, timeout=900, cwd=ROOT,
+            capture_output=True, text=True, timeout=900, cwd=tmp_path,  # it writes .schemathesis/ there
         )  # fmt: skip
         assert fuzz.returncode == 0, fuzz.stdout[-4000:] + fuzz.stderr[-2000:]
         assert "Traceback" not in server.log()
