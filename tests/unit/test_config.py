@@ -189,3 +189,13 @@ def test_the_readme_configuration_example_loads(tmp_path):
     config.write_text(example)
     loaded = load_config(config)
     assert loaded.retrieval.mmr_lambda == 0.4 and loaded.ingest.batch_chunks == 256
+
+
+def test_the_readme_sources_schedule_example_is_valid(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Serving a store", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "ragline.toml"
+    config.write_text(example)
+    (source,) = load_config(config).sources
+    assert source.schedule == "0 2 * * *" and source.timezone == "Europe/Berlin" and source.name == "handbook"
