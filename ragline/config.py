@@ -60,7 +60,7 @@ def _known_connector_keys(entry: SourceConfig) -> SourceConfig:
     model = _connector_settings(entry.kind)
     unknown = sorted(set(entry.connector_settings()) - set(valid_keys(model))) if model else []
     if unknown:
-        detail = ", ".join(unknown_key(key, model, f" for a {entry.kind} source") for key in unknown)
+        detail = ", ".join(unknown_key(key, model, f" for a {entry.kind} source", also=SourceConfig) for key in unknown)
         raise PydanticCustomError("unknown_key", "{detail}", {"detail": detail})
     return entry
 

@@ -20,9 +20,11 @@ def valid_keys(model: type[BaseModel]) -> list[str]:
     return sorted({key for name, field in model.model_fields.items() for key in (name, field.alias) if key})
 
 
-def unknown_key(key: str, model: type[BaseModel], where: str = "") -> str:
-    """"unknown key `x`{where} (did you mean `y`?)", or the valid keys when none is close."""
-    keys = valid_keys(model)
+def unknown_key(key: str, model: type[BaseModel], where: str = "", also: type[BaseModel] | None = None) -> str:
+    """"unknown key `x`{where} (did you mean `y`?)", or the valid keys when none is close;
+    `also`: a model whose keys are valid in the same place (a source's own `schedule` beside
+    its connector's settings)."""
+    keys = sorted({*valid_keys(model), *(valid_keys(also) if also else ())})
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f"did you mean `{close[0]}`?" if close else f"valid keys: {', '.join(keys)}"
     return f"unknown key `{key}`{where} ({hint})"

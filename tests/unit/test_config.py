@@ -199,3 +199,10 @@ def test_the_readme_sources_schedule_example_is_valid(tmp_path):
     config.write_text(example)
     (source,) = load_config(config).sources
     assert source.schedule == "0 2 * * *" and source.timezone == "Europe/Berlin" and source.name == "handbook"
+
+
+def test_a_typo_in_a_sources_schedule_key_names_the_key_it_meant(tmp_path):
+    config = tmp_path / "ragline.toml"
+    config.write_text('[[sources]]\nkind = "filesystem"\nroot = "/tmp"\nschedul = "0 2 * * *"\n')
+    with pytest.raises(ConfigError, match="unknown key `schedul` for a filesystem source \\(did you mean `schedule`\\?\\)"):
+        load_config(config)
