@@ -154,6 +154,9 @@ class EdgeStore(VectorStore):
 
     def _read_config(self) -> None:
         config = json.loads((self.path / _CONFIG_FILE).read_text())
+        if config.get("wal_enabled") is False:  # no WAL: no engine lock, and writes lost on a crash
+            raise StoreError(self.path, "the shard was created with its write-ahead log disabled (wal_enabled = false)",
+                             "ragline relies on the WAL for crash safety: ingest into a new store directory")  # fmt: skip
         vectors = config.get("vectors") or {}
         params = vectors.get(self.dense_vector_name)
         if params is None:

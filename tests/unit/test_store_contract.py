@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import qdrant_edge as qe
 
+from ragline.errors import StoreError
 from ragline.retrieval.edge_store import EdgeStore
 from ragline.retrieval.server_store import ServerStore
 from ragline.retrieval.sparse import corpus_avg_len, count_tokens, encode_query
@@ -285,6 +286,18 @@ def test_edge_refuses_what_it_cannot_serve(shard_root):
         assert reopened.count() == 3
         with pytest.raises(RuntimeError, match="already open"):
             EdgeStore(path)
+
+
+def test_edge_refuses_a_shard_without_its_write_ahead_log(shard_root):
+    import qdrant_edge as qe
+
+    path = shard_root / "no-wal"
+    config = qe.EdgeConfig(vectors={"dense": qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine)},
+                           wal_enabled=False)  # fmt: skip
+    qe.EdgeShard.create(str(path), config).close()
+    with pytest.raises(StoreError, match="write-ahead log disabled"):
+        EdgeStore(path)
+    assert (path / "edge_config.json").is_file()  # refused, not touched
 
 
 # -- sparse BM25 and hybrid search ----------------------------------------------------------
