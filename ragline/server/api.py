@@ -165,7 +165,7 @@ def create_app(service) -> FastAPI:
 
     @app.get("/v1/runs")
     def runs(source: str | None = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
-        return {"runs": [run.model_dump(mode="json") for run in service.history.runs(source, limit=limit)]}
+        return {"runs": [service.run_json(run) for run in service.history.runs(source, limit=limit)]}
 
     @app.get("/v1/runs/{run_id}")
     def run(run_id: str) -> dict[str, Any]:

@@ -14,12 +14,13 @@ import sys
 
 import httpx
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SAMPLES
 from protocol_servers import API_KEY, OpenAIHandler, ProtocolServer
 from ragline_server import served, start
 
 import ragline
 from ragline.llm.fake import FakeProvider
+from ragline.models import IngestReport
 from ragline.server.client import RemoteRag
 
 QUESTION = "How many days of paid leave do new employees get?"
@@ -77,6 +78,11 @@ def test_routed_answers_equal_in_process_ones_and_a_second_server_is_refused(sam
         assert [h["chunk_id"] for h in json.loads(routed.stdout)["hits"]] == [h["chunk_id"] for h in local_hits]
         listed = cli("sources", "--store", str(samples_store), "--json")
         assert json.loads(listed.stdout) == {"sources": local_sources}
+        again = cli("ingest", str(SAMPLES), "--store", str(samples_store), "--config", str(config), "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout) == IngestReport(unchanged=local_sources[0]["documents"]).model_dump(mode="json")
+        runs = httpx.get(f"{server.url}/v1/runs").json()["runs"]
+        assert runs[0]["trigger"] == "api" and runs[0]["status"] == "succeeded" and runs[0]["report"]["unchanged"] > 0
 
         with pytest.raises(RuntimeError) as refused:  # the second owner fails before binding anything
             start(samples_store, "--config", str(config), env=ENV)
