@@ -22,6 +22,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragline.processes import process_alive
+
 log = logging.getLogger(__name__)
 
 
@@ -188,18 +190,8 @@ class _DayLedger:
     @staticmethod
     def _drop_dead(db: sqlite3.Connection) -> None:
         for (pid,) in db.execute("SELECT DISTINCT pid FROM day_reservations").fetchall():
-            if pid != os.getpid() and not _alive(pid):
+            if pid != os.getpid() and not process_alive(pid):
                 db.execute("DELETE FROM day_reservations WHERE pid = ?", (pid,))
 
     def close(self) -> None:
         self._db.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Self
 
 from ragline.errors import StoreBusyError
+from ragline.processes import process_alive
 
 LOCK_FILE = "owner.lock"
 POLL_SECONDS = 0.05
@@ -57,19 +58,7 @@ def read_owner(store_dir: str | Path) -> OwnerRecord | None:
         record = OwnerRecord(int(data["pid"]), str(data["command"]), str(data["started"]), data.get("address"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return record if _alive(record.pid) else None
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:  # kill(0) and kill(-1) would address process groups
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
+    return record if process_alive(record.pid) else None
 
 
 def default_command() -> str:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from ragline.ingest.sqlite import connect, serialised
 from ragline.models import IngestReport
+from ragline.processes import process_alive
 
 RUNS_FILE = "runs.sqlite"
 MAX_ERRORS = 20  # per run; the ledger's last report keeps every error of the source's last run
@@ -91,23 +92,6 @@ def capped_errors(errors: Iterable[str]) -> list[str]:
     if len(lines) > MAX_ERRORS:
         lines = [*lines[: MAX_ERRORS - 1], f"… and {len(lines) - MAX_ERRORS + 1} more"]
     return lines
-
-
-def process_alive(pid: int) -> bool:
-    """Whether `pid` is a running process (a zombie, killed but not yet reaped, is not)."""
-    if pid <= 0:  # kill(0) and kill(-1) would address process groups
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):  # no /proc: trust kill()
-        return True
-    return state != "Z"
 
 
 class RunHistory:
