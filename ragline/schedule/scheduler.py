@@ -146,9 +146,12 @@ class Scheduler:
         for thread in self._threads:
             thread.start()
 
-    def stop(self) -> None:
-        """Stop firing and watching; runs in progress go on (`SourceRunner.stop_all` ends them)."""
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop firing and watching; runs in progress go on (`SourceRunner.stop_all` ends them).
+        `wait=False` only signals (safe in a signal handler); a later `stop()` joins."""
         self._stop.set()
+        if not wait:
+            return
         for thread in self._threads:
             thread.join(JOIN_SECONDS)
         self._threads = []

@@ -6,7 +6,9 @@ the service stops runs after their current batch and closes the store). Exit sta
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Callable
 
 import uvicorn
@@ -23,9 +25,14 @@ class _OwnerServer(uvicorn.Server):
     """uvicorn re-raises a captured SIGTERM once it has drained, which would kill the process
     before the service stops its runs and closes the store; here the signal only asks to exit."""
 
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]):
+        super().__init__(config)
+        self._on_exit = on_exit
+
     def handle_exit(self, sig: int, frame) -> None:
         super().handle_exit(sig, frame)
         self._captured_signals.clear()
+        self._on_exit()  # no new scheduled run while requests drain
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -47,7 +54,6 @@ def serve(rag, *, host: str = "127.0.0.1", port: int = 8765, token: str | None =
     """Serve `rag`'s store until SIGTERM/SIGINT; `on_ready` gets the URL once it listens."""
     check_bind(host, token)
     store = rag.store  # takes the ownership lock now: a second server fails before binding
-    rag.embedder, rag.reranker  # noqa: B018 - load the models before the first query, not during it
     sock = bind(host, port)
     address = url_of(sock)
     ownership = getattr(store, "ownership", None)
@@ -56,13 +62,26 @@ def serve(rag, *, host: str = "127.0.0.1", port: int = 8765, token: str | None =
     service = StoreService(rag, token=token, schedules=schedules)
     app = create_app(service)
     server = _OwnerServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=DRAIN_SECONDS,
-                                           access_log=False, lifespan="off"))  # fmt: skip
+                                         access_log=False, lifespan="off"), on_exit=service.stop_firing)  # fmt: skip
+    previous = _ask_to_exit_on_signals(server)
     service.start()
     try:
         if on_ready is not None:
             on_ready(address)
         server.run(sockets=[sock])
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         log.info("shutting down: stopping runs after their current batch")
         service.close()
         sock.close()
+
+
+def _ask_to_exit_on_signals(server: uvicorn.Server) -> dict:
+    """uvicorn handles SIGTERM/SIGINT only once `run` has loaded the app: until then (after the
+    ready line, while schedules may already run) a signal would kill the process by its default
+    action (exit -15, runs not stopped). From here on it only asks the server to exit, which
+    uvicorn honours by shutting down right after its startup. Returns the handlers replaced."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return {}
+    return {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -44,11 +44,24 @@ class StoreService:
         self._last_activity = time.monotonic()
         self._stopping = threading.Event()
         self._optimizer = threading.Thread(target=self._optimize_when_idle, name="ragline-optimizer", daemon=True)
+        self._warm_up = threading.Thread(target=self._load_models, name="ragline-warm-up", daemon=True)
 
     def start(self) -> None:
         self._optimizer.start()
+        self._warm_up.start()
         if self._schedules:
             self.scheduler.start()
+
+    def _load_models(self) -> None:
+        """Load the query models now, not in the first query (it would wait seconds)."""
+        try:
+            self.rag.retrieve("warm up", top_k=1)
+        except Exception:  # a model that cannot load fails the first query with its own error
+            log.warning("loading the query models failed; the first query will say why", exc_info=True)
+
+    def stop_firing(self) -> None:
+        """The first step of shutting down: no new scheduled run (safe in a signal handler)."""
+        self.scheduler.stop(wait=False)
 
     def touch(self) -> None:
         """A query arrived: postpone the optimizer."""
@@ -81,7 +94,11 @@ class StoreService:
 
     def close(self) -> None:
         self._stopping.set()
+        if self._warm_up.is_alive():  # a model half-loaded in native code must not meet interpreter exit
+            self._warm_up.join()
         self.scheduler.stop()
         self.runner.stop_all(timeout=STOP_TIMEOUT)
+        if self._optimizer.is_alive():  # an optimize in progress finishes before the store closes
+            self._optimizer.join()
         self.history.close()
         self.rag.close()
