@@ -134,3 +134,20 @@ def test_fuzzing_the_openapi_document_finds_no_server_error(samples_store, confi
         )  # fmt: skip
         assert fuzz.returncode == 0, fuzz.stdout[-4000:] + fuzz.stderr[-2000:]
         assert "Traceback" not in server.log()
+
+
+def test_the_listening_socket_gives_responses_tcp_nodelay():
+    """asyncio sets TCP_NODELAY only on accepted sockets whose protocol says TCP; a socket made
+    with proto 0 left Nagle on and every response waited 40 ms for a delayed ACK."""
+    import socket
+
+    from ragline.server.serve import bind
+
+    listening = bind("127.0.0.1", 0)
+    try:
+        with socket.create_connection(listening.getsockname()):
+            accepted, _ = listening.accept()
+            with accepted:
+                assert accepted.proto == socket.IPPROTO_TCP
+    finally:
+        listening.close()
