@@ -33,9 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-import ragline  # noqa: E402
-from ragline.connectors.dataset import DatasetConfig, DatasetConnector  # noqa: E402
-from ragline_server import served  # noqa: E402
+from ragline_server import served
+
+import ragline
+from ragline.connectors.dataset import DatasetConfig, DatasetConnector
 
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact-dev"
 HNSW_THRESHOLD = 2_000
@@ -95,23 +96,24 @@ def main() -> None:
     config = work / "ragline.toml"
     config.write_text(f'[retrieval]\nrerank = "none"\n[store]\nhnsw_threshold = {HNSW_THRESHOLD}\n[tracing]\nenabled = false\n'
                       f'[[sources]]\nkind = "dataset"\nname = "extra"\npath = "{more}"\n')  # fmt: skip
-    with served(store, "--config", str(config), "--no-schedules") as server:
-        with ragline.connect(server.url) as client:
-            client.retrieve(questions[0])  # warm the connection
-            remote = _timed(lambda q: client.retrieve(q, top_k=10), questions)
-            run = httpx.post(f"{server.url}/v1/ingest", json={"source": "extra"}, timeout=30).json()["runs"][0]
-            busy = threading.Event()
-            busy.set()
+    with served(store, "--config", str(config), "--no-schedules") as server, ragline.connect(server.url) as client:
+        while not client.health()["models_loaded"]:  # the server loads its models in the background
+            time.sleep(0.5)
+        client.retrieve(questions[0])  # warm the connection
+        remote = _timed(lambda q: client.retrieve(q, top_k=10), questions)
+        run = httpx.post(f"{server.url}/v1/ingest", json={"source": "extra"}, timeout=30).json()["runs"][0]
+        busy = threading.Event()
+        busy.set()
 
-            def wait_for_run() -> None:
-                while httpx.get(f"{server.url}/v1/runs/{run['id']}", timeout=30).json()["status"] == "running":
-                    time.sleep(0.2)
-                busy.clear()
+        def wait_for_run() -> None:
+            while httpx.get(f"{server.url}/v1/runs/{run['id']}", timeout=30).json()["status"] == "running":
+                time.sleep(0.2)
+            busy.clear()
 
-            waiter = threading.Thread(target=wait_for_run)
-            waiter.start()
-            during_server = _while(lambda q: client.retrieve(q, top_k=10), questions, busy)
-            waiter.join()
+        waiter = threading.Thread(target=wait_for_run)
+        waiter.start()
+        during_server = _while(lambda q: client.retrieve(q, top_k=10), questions, busy)
+        waiter.join()
 
     with ragline.open(copy, embedder=embedder, **settings) as rag:
         rag.retrieve(questions[0])

@@ -108,7 +108,8 @@ def create_app(service) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": service.version, "running": service.runner.running()}
+        return {"status": "ok", "version": service.version, "models_loaded": service.models_loaded.is_set(),
+                "running": service.runner.running()}  # fmt: skip
 
     @app.post("/v1/retrieve")
     def retrieve(body: RetrieveRequest) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class StoreService:
         self._last_activity = time.monotonic()
         self._stopping = threading.Event()
         self._optimizer = threading.Thread(target=self._optimize_when_idle, name="ragline-optimizer", daemon=True)
+        self.models_loaded = threading.Event()
         self._warm_up = threading.Thread(target=self._load_models, name="ragline-warm-up", daemon=True)
 
     def start(self) -> None:
@@ -53,9 +54,13 @@ class StoreService:
             self.scheduler.start()
 
     def _load_models(self) -> None:
-        """Load the query models now, not in the first query (it would wait seconds)."""
+        """Load the models now, not in the first query or run: loading (importing torch
+        above all) holds the GIL for seconds, which stalled every query of the first ingest."""
         try:
             self.rag.retrieve("warm up", top_k=1)
+            if self.rag.config.sources:
+                self.rag.embedder.embed(["warm up"])
+            self.models_loaded.set()
         except Exception:  # a model that cannot load fails the first query with its own error
             log.warning("loading the query models failed; the first query will say why", exc_info=True)
 
