@@ -54,12 +54,14 @@ class StoreService:
             self.scheduler.start()
 
     def _load_models(self) -> None:
-        """Load the models now, not in the first query or run: loading (importing torch
-        above all) holds the GIL for seconds, which stalled every query of the first ingest."""
+        """Load the models and the ingest parts now, not in the first query or run: loading
+        (importing torch, nltk, llama-index) holds the GIL for seconds, which stalled the
+        queries made during the first ingest."""
         try:
             self.rag.retrieve("warm up", top_k=1)
-            if self.rag.config.sources:
+            if self.rag.config.sources:  # what the first run would load while queries wait
                 self.rag.embedder.embed(["warm up"])
+                self.rag.components.ingestor  # noqa: B018 - the chunker: nltk and llama-index imports
             self.models_loaded.set()
         except Exception:  # a model that cannot load fails the first query with its own error
             log.warning("loading the query models failed; the first query will say why", exc_info=True)
