@@ -1,10 +1,29 @@
-"""Whether a process recorded in a file (a store's owner, a run, a budget reservation) is
-still running: the one check every crash-recovery path uses."""
+"""How processes sharing a store coordinate: exclusive lock files (an `flock` the OS drops
+when its holder dies, kill -9 included), and whether a process recorded in a file (a
+store's owner, a run, a budget reservation) is still running."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
+
+# Never inherited by child processes, and never opened through a planted symlink.
+LOCK_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_lock_file(path: Path) -> int:
+    return os.open(path, LOCK_FILE_FLAGS, 0o644)
+
+
+def try_lock(fd: int) -> bool:
+    """Take the exclusive lock on `fd` without waiting; False while another holder has it
+    (in another process, or through another open of the file in this one)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def process_alive(pid: int) -> bool:

@@ -12,7 +12,6 @@ dead owner is simply taken over.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
@@ -23,12 +22,10 @@ from pathlib import Path
 from typing import Self
 
 from ragline.errors import StoreBusyError
-from ragline.processes import process_alive
+from ragline.processes import open_lock_file, process_alive, try_lock
 
 LOCK_FILE = "owner.lock"
 POLL_SECONDS = 0.05
-# Never inherited by child processes (O_CLOEXEC), and never written through a planted symlink.
-_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ class StoreOwnership:
 
     def __init__(self, store_dir: str | Path, *, open_timeout: float = 0.0, command: str | None = None):
         self.store_dir = Path(store_dir)
-        fd = os.open(self.store_dir / LOCK_FILE, _OPEN_FLAGS, 0o644)
+        fd = open_lock_file(self.store_dir / LOCK_FILE)
         try:
             self._wait_for_lock(fd, open_timeout)
             self.record = OwnerRecord(
@@ -96,15 +93,11 @@ class StoreOwnership:
 
     def _wait_for_lock(self, fd: int, open_timeout: float) -> None:
         deadline = time.monotonic() + open_timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise StoreBusyError(self.store_dir, read_owner(self.store_dir), open_timeout) from None
-                time.sleep(min(POLL_SECONDS, remaining))
+        while not try_lock(fd):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StoreBusyError(self.store_dir, read_owner(self.store_dir), open_timeout)
+            time.sleep(min(POLL_SECONDS, remaining))
 
     def advertise(self, address: str) -> None:
         """Publish where this owner serves the store (e.g. `ragline serve`'s URL)."""

@@ -8,15 +8,14 @@ process dies (kill -9 included), so a crashed run never blocks the next.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
 from pathlib import Path
 
+from ragline.processes import open_lock_file, try_lock
+
 LOCKS_DIR = "runs"
-# Never inherited by child processes, and never opened through a planted symlink.
-_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
 def lock_path(store_dir: Path, source: str) -> Path:
@@ -37,15 +36,15 @@ class SourceLock:
         """The lock, or None when another run (in this process or another) holds it."""
         path = lock_path(store_dir, source)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, _OPEN_FLAGS, 0o644)
+        fd = open_lock_file(path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
+            taken = try_lock(fd)
         except BaseException:
             os.close(fd)
             raise
+        if not taken:
+            os.close(fd)
+            return None
         return cls(fd)
 
     def release(self) -> None:
