@@ -187,6 +187,11 @@ class RunHistory:
         return self._get(run_id)
 
     @serialised
+    def counts_by_status(self) -> dict[str, int]:
+        """How many runs ended (or are) in each status: one aggregate query, for metrics."""
+        return dict(self._db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+
+    @serialised
     def last(self, source: str) -> SourceRun | None:
         """The source's newest run that did run (skipped ticks left out)."""
         row = self._db.execute(

@@ -48,7 +48,7 @@ class ServerMetrics:
         self.spend.inc(max(0.0, answer.cost_usd))
 
     def render(self) -> tuple[bytes, str]:
-        for status, count in self._service.run_counts().items():
+        for status, count in self._service.history.counts_by_status().items():
             self.runs.labels(status).set(count)
         summaries = self._service.rag.sources()
         self.documents.set(sum(s.documents for s in summaries))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -36,8 +35,7 @@ class StoreService:
         self.token = token
         self.version = package_version("ragline")
         self.history = RunHistory(rag.path)
-        self.history.interrupt_stale()  # a run a killed owner left 'running'
-        self.runner = SourceRunner(rag, self.history, optimize=False)
+        self.runner = SourceRunner(rag, self.history, optimize=False)  # marks a killed owner's runs interrupted
         self.scheduler = Scheduler(self.runner, rag.config.sources, self.history)
         self._schedules = schedules
         self._idle_seconds = idle_seconds
@@ -84,9 +82,6 @@ class StoreService:
         """A run as the API shows it: the history's record, plus the full report while kept."""
         report = self.runner.report(run.id)
         return {**run.model_dump(mode="json"), "report": report.model_dump(mode="json") if report else None}
-
-    def run_counts(self) -> dict[str, int]:
-        return dict(Counter(run.status for run in self.history.runs(limit=100_000)))
 
     def _optimize_when_idle(self) -> None:
         while not self._stopping.wait(1.0):

@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from ragline.models import IngestError, IngestReport
-from ragline.runs.history import MAX_ERRORS, RUNS_FILE, RunHistory, process_alive
+from ragline.processes import process_alive
+from ragline.runs.history import MAX_ERRORS, RUNS_FILE, RunHistory
 
 CONTRACT = {"id", "source", "trigger", "status", "started", "finished", "added", "updated", "unchanged", "deleted",
             "failed", "errors"}  # fmt: skip
@@ -56,6 +57,7 @@ def test_newest_first_by_source_with_a_limit_and_last_skips_skipped(history):
     assert [r.id for r in history.runs(limit=1)] == [skipped.id]
     assert history.last("docs").id == first.id  # the skipped tick did not run
     assert history.last("nothing") is None and history.get("nope") is None
+    assert history.counts_by_status() == {"succeeded": 1, "running": 1, "skipped": 1}
 
 
 def test_interrupted_gets_a_reason_and_bad_values_are_refused(history):
