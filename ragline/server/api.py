@@ -32,7 +32,7 @@ from ragline.server.metrics import ServerMetrics
 from ragline.server.security import TokenGuard
 from ragline.server.status_page import status_page
 from ragline.tracing.render import trace_html
-from ragline.tracing.store import TraceNotFound, TraceStore, trace_json
+from ragline.tracing.store import Trace, TraceNotFound, TraceStore, trace_json
 
 log = logging.getLogger(__name__)
 MAX_TOP_K = 100
@@ -183,32 +183,26 @@ def create_app(service) -> FastAPI:
     def schedules() -> dict[str, Any]:
         return {"schedules": service.scheduler.schedules()}
 
-    @app.get("/v1/traces/{trace_id}")
-    def trace(trace_id: str) -> dict[str, Any]:
+    def load_trace(trace_id: str) -> Trace:
         try:
             reader = TraceStore.in_store(service.rag.path)
         except FileNotFoundError:
             raise HTTPException(404, "no traces recorded yet") from None
         try:
-            return trace_json(reader.load(trace_id))
+            return reader.load(trace_id)
         except TraceNotFound as exc:
             raise HTTPException(404, str(exc)) from None
         finally:
             reader.close()
 
+    @app.get("/v1/traces/{trace_id}")
+    def trace(trace_id: str) -> dict[str, Any]:
+        return trace_json(load_trace(trace_id))
+
     @app.get("/traces/{trace_id}", response_class=HTMLResponse)
     def trace_page(trace_id: str) -> HTMLResponse:
         """The trace's waterfall page (the one `ragline traces export` writes)."""
-        try:
-            reader = TraceStore.in_store(service.rag.path)
-        except FileNotFoundError:
-            raise HTTPException(404, "no traces recorded yet") from None
-        try:
-            return HTMLResponse(trace_html(reader.load(trace_id)))
-        except TraceNotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        finally:
-            reader.close()
+        return HTMLResponse(trace_html(load_trace(trace_id)))
 
     @app.get("/metrics")
     def prometheus() -> PlainTextResponse:

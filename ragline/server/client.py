@@ -55,8 +55,11 @@ class RemoteRag:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise RemoteError({"kind": "connection", "message": f"{self.url} did not answer ({exc})"}, 0) from None
+            raise self._unreachable(exc) from None
         return _checked(response)
+
+    def _unreachable(self, exc: httpx.HTTPError) -> RemoteError:
+        return RemoteError({"kind": "connection", "message": f"{self.url} did not answer ({exc})"}, 0)
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
@@ -68,22 +71,21 @@ class RemoteRag:
         return [Hit.model_validate(hit) for hit in self._call("POST", "/v1/retrieve", json=body)["hits"]]
 
     def query(self, question: str, *, top_k: int | None = None, filters=None, cache: bool = True) -> Answer:
-        body = {"question": question, "top_k": top_k, "filters": filters, "cache": cache}
-        return Answer.model_validate(self._call("POST", "/v1/query", json=body))
+        return Answer.model_validate(self._call("POST", "/v1/query", json=_query(question, top_k, filters, cache)))
 
     async def aquery(self, question: str, *, top_k: int | None = None, filters=None, cache: bool = True) -> Answer:
-        body = {"question": question, "top_k": top_k, "filters": filters, "cache": cache}
+        body = _query(question, top_k, filters, cache)
         async with httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=TIMEOUT, trust_env=False) as http:
             try:
                 response = await http.post("/v1/query", json=body)
             except httpx.HTTPError as exc:
-                raise RemoteError({"kind": "connection", "message": f"{self.url} did not answer ({exc})"}, 0) from None
+                raise self._unreachable(exc) from None
         return Answer.model_validate(_checked(response))
 
     def query_stream(self, question: str, *, top_k: int | None = None, filters=None,
                      cache: bool = True) -> Iterator[StreamChunk | Answer]:  # fmt: skip
         """Text deltas as `StreamChunk`s, then the `Answer` (server-sent events)."""
-        body = {"question": question, "top_k": top_k, "filters": filters, "cache": cache, "stream": True}
+        body = {**_query(question, top_k, filters, cache), "stream": True}
         with self._http.stream("POST", "/v1/query", json=body) as response:
             if response.status_code >= 400:
                 response.read()
@@ -135,6 +137,10 @@ class RemoteRag:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _query(question: str, top_k: int | None, filters, cache: bool) -> dict[str, Any]:
+    return {"question": question, "top_k": top_k, "filters": filters, "cache": cache}
 
 
 def _checked(response: httpx.Response) -> Any:
