@@ -64,16 +64,21 @@ ReplayOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
 
 
-def store_dir(store: Path | None, config: Path | None) -> Path:
-    """The store directory the other commands would open: `--store`, else the config's
-    store.path (ragline.toml, RAGLINE_STORE__PATH), else the default."""
+def settings(store: Path | None, config: Path | None):
+    """The configuration a command would open the store with (`--store` over store.path)."""
     from ragline.config import ConfigError, load_config
 
     overrides = {"store": {"path": str(store)}} if store else {}
     try:
-        return Path(load_config(config, **overrides).store.path)
+        return load_config(config, **overrides)
     except ConfigError as exc:
         fail(exc)
+
+
+def store_dir(store: Path | None, config: Path | None) -> Path:
+    """The store directory the other commands would open: `--store`, else the config's
+    store.path (ragline.toml, RAGLINE_STORE__PATH), else the default."""
+    return Path(settings(store, config).store.path)
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ragline.cli_output import ConfigOption, JsonOption, StoreOption, emit_json, err, fail, out
+from ragline.cli_output import ConfigOption, JsonOption, StoreOption, emit_json, err, fail, out, settings
 from ragline.models import IngestError, IngestReport
 
 if TYPE_CHECKING:
@@ -26,24 +26,15 @@ schedule_app = typer.Typer(help="When configured sources run by themselves (unde
                            no_args_is_help=True)  # fmt: skip
 
 
-def _config(store: Path | None, config: Path | None) -> RaglineConfig:
-    from ragline.config import ConfigError, load_config
-
-    try:
-        return load_config(config, **({"store": {"path": str(store)}} if store else {}))
-    except ConfigError as exc:
-        fail(exc)
-
-
-def _history(settings: RaglineConfig) -> RunHistory | None:
+def _history(config: RaglineConfig) -> RunHistory | None:
     """The store's run history, or None when nothing ever ran there (nothing is created)."""
     from ragline.errors import StoreError
     from ragline.runs.history import RUNS_FILE, RunHistory
 
-    if not (Path(settings.store.path) / RUNS_FILE).is_file():
+    if not (Path(config.store.path) / RUNS_FILE).is_file():
         return None
     try:
-        return RunHistory(Path(settings.store.path))
+        return RunHistory(Path(config.store.path))
     except StoreError as exc:
         fail(exc)
 
@@ -60,7 +51,7 @@ def runs(
     as_json: JsonOption = False,
 ) -> None:
     """Recent runs of configured sources, newest first: trigger, status, counts, errors."""
-    history = _history(_config(store, config))
+    history = _history(settings(store, config))
     if history is None:
         found = []
     else:
@@ -94,10 +85,10 @@ def list_schedules(store: StoreOption = None, config: ConfigOption = None, as_js
     """Each scheduled or watched source with its next fire time and last run's status."""
     from ragline.schedule.scheduler import schedule_rows
 
-    settings = _config(store, config)
-    history = _history(settings)
+    loaded = settings(store, config)
+    history = _history(loaded)
     try:
-        rows = schedule_rows(settings.sources, history, time.time())
+        rows = schedule_rows(loaded.sources, history, time.time())
     except ValueError as exc:  # two sources of one name
         fail(exc, kind="config")
     finally:

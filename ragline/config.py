@@ -12,8 +12,6 @@ settings of a built-in `[[sources]]` kind; the message names the closest valid k
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
@@ -43,21 +41,12 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the file and field to fix."""
 
 
-def _connector_settings(kind: str) -> type[BaseModel] | None:
-    """The settings model of a built-in connector kind (None for a plugin's kind: plugins
-    check their own settings when the connector is made)."""
-    from ragline.connectors.registry import BUILTIN
-
-    if kind not in BUILTIN or importlib.util.find_spec(BUILTIN[kind][0]) is None:
-        return None
-    module, _, model = BUILTIN[kind]
-    return getattr(importlib.import_module(module), model)
-
-
 def _known_connector_keys(entry: SourceConfig) -> SourceConfig:
     """`[[sources]]` entries allow extra keys (the connector's settings): check them against
     the connector's model now, so a typo fails at load time rather than at ingest."""
-    model = _connector_settings(entry.kind)
+    from ragline.connectors.registry import builtin_settings
+
+    model = builtin_settings(entry.kind)
     unknown = sorted(set(entry.connector_settings()) - set(valid_keys(model))) if model else []
     if unknown:
         detail = ", ".join(unknown_key(key, model, f" for a {entry.kind} source", also=SourceConfig) for key in unknown)

@@ -38,6 +38,15 @@ def _builtin_present(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def builtin_settings(kind: str) -> type[BaseModel] | None:
+    """The settings model of a built-in kind; None for a plugin's kind (plugins check their
+    own settings when the connector is made) or a built-in whose module is not present."""
+    if kind not in BUILTIN or not _builtin_present(BUILTIN[kind][0]):
+        return None
+    module, _, model = BUILTIN[kind]
+    return getattr(importlib.import_module(module), model)
+
+
 def _plugins() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import importlib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -113,13 +112,7 @@ class SourceConfig(BaseModel):
 def _settings_declare_name(kind: str) -> bool:
     """Whether a kind's settings have a `name`: a built-in's model says; a plugin checks its
     own settings, so it gets `name` as it did before `name` named runs too."""
-    from ragline.connectors.registry import BUILTIN
+    from ragline.connectors.registry import builtin_settings
 
-    if kind not in BUILTIN:
-        return True
-    module, _, model = BUILTIN[kind]
-    try:
-        settings: type[BaseModel] = getattr(importlib.import_module(module), model)
-    except ImportError:
-        return True
-    return "name" in settings.model_fields
+    settings = builtin_settings(kind)
+    return settings is None or "name" in settings.model_fields
