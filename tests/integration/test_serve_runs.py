@@ -16,17 +16,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from protocol_servers import API_KEY, OpenAIHandler, ProtocolServer
 from ragline_server import Served, served, start
+from slow_site import SlowSite
 
 import ragline
 from ragline.components import EMBEDDING_CACHE_FILE
@@ -122,51 +121,6 @@ def store_state(store: Path, config: Path) -> tuple:
     with ragline.open(store, config_file=config) as rag:
         return ([(s.source, s.documents, s.chunks) for s in rag.sources()],
                 sorted(str(p.id) for p in rag.store.iter_points()))  # fmt: skip
-
-
-class SlowSite:
-    """HTML pages on 127.0.0.1 answered after `delay` seconds; counts requests in flight."""
-
-    def __init__(self, pages: int, delay: float) -> None:
-        self.pages, self.delay = pages, delay
-        self.in_flight = self.most_in_flight = 0
-        lock = threading.Lock()
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with lock:
-                    site.in_flight += 1
-                    site.most_in_flight = max(site.most_in_flight, site.in_flight)
-                try:
-                    time.sleep(site.delay)
-                    body = f"<html><body><p>Page {self.path} is about lighthouse {self.path[-1]}.</p></body></html>"
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
-                    self.send_header("Content-Length", str(len(body.encode())))
-                    self.end_headers()
-                    self.wfile.write(body.encode())
-                finally:
-                    with lock:
-                        site.in_flight -= 1
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda *args: None  # a client that went away is fine
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def source(self, **schedule) -> dict:
-        port = self.server.server_address[1]
-        return {"kind": "web", "name": "slow-site", "urls": [f"http://127.0.0.1:{port}/page/{n}" for n in range(self.pages)],
-                "allow_private_addresses": True, "respect_robots_txt": False, "rate_limit_per_second": 1000,
-                **schedule}  # fmt: skip
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # --- 1. an interval schedule over a slow source ---

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from slow_site import SlowSite
 from typer.testing import CliRunner
 
 import ragline
@@ -29,54 +29,11 @@ CONTRACT = {"id", "source", "trigger", "status", "started", "finished", "added",
             "failed", "errors"}  # fmt: skip
 
 
-class SlowSite:
-    """HTML pages answered after `delay` seconds; remembers how many requests ran at once."""
-
-    def __init__(self) -> None:
-        self.delay = 0.0
-        self.requests = self.in_flight = self.most_in_flight = 0
-        self._lock = threading.Lock()
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with site._lock:
-                    site.requests += 1
-                    site.in_flight += 1
-                    site.most_in_flight = max(site.most_in_flight, site.in_flight)
-                try:
-                    time.sleep(site.delay)
-                    body = f"<html><body><p>Page {self.path} is about lighthouse number {self.path[-1]}.</p></body></html>"
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
-                    self.send_header("Content-Length", str(len(body.encode())))
-                    self.end_headers()
-                    self.wfile.write(body.encode())
-                finally:
-                    with site._lock:
-                        site.in_flight -= 1
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda *args: None  # a killed client is fine
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def source(self, **schedule) -> dict:
-        port = self.server.server_address[1]
-        return {"kind": "web", "name": "slow-site", "urls": [f"http://127.0.0.1:{port}/page/{n}" for n in range(PAGES)],
-                "allow_private_addresses": True, "respect_robots_txt": False, "rate_limit_per_second": 1000,
-                **schedule}  # fmt: skip
-
-
 @pytest.fixture
 def site():
-    served = SlowSite()
+    served = SlowSite(pages=PAGES)
     yield served
-    served.server.shutdown()
-    served.server.server_close()
+    served.close()
 
 
 @pytest.fixture
