@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from ragline.access.principals import Viewer
 from ragline.components import Components
 from ragline.config import RaglineConfig, load_config
 from ragline.connectors.base import Connector
@@ -107,32 +108,39 @@ class Rag:
 
     # --- ingest ---
 
-    def _connectors(self, sources) -> Iterator[Connector | IngestError]:
-        """Connectors for what `ingest` was given; a source that cannot even be set up
-        becomes an error entry, so the other sources still run."""
+    def _connectors(self, sources, readers: list[str] | None) -> Iterator[Connector | IngestError]:
+        """Connectors for what `ingest` was given (with `readers` as their default readers);
+        a source that cannot even be set up becomes an error entry, so the other sources still run."""
+        from ragline.access.readers import SourceAccess
+
         from ragline.connectors.base import ConnectorError
         from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
-        from ragline.connectors.registry import make_connector
+        from ragline.connectors.registry import source_connector
 
         if sources is None:
             if not self.config.sources:
                 raise ValueError("nothing to ingest: give paths, or configure [[sources]] in ragline.toml")
+            if readers is not None:
+                raise ValueError("readers= is for the paths or connectors given; set `readers` on each [[sources]] entry")
             for entry in self.config.sources:
                 try:
-                    yield make_connector(entry.kind, entry.connector_settings())
+                    yield source_connector(entry)
                 except (ValueError, ConnectorError) as exc:
                     yield IngestError(document=f"[[sources]] kind={entry.kind}", error=str(exc))
             return
+        access = SourceAccess.of(readers) if readers is not None else None
         if isinstance(sources, (str, Path, Connector)):
             sources = [sources]
         for source in sources:
-            if isinstance(source, Connector):
-                yield source
-                continue
-            try:
-                yield FilesystemConnector(FilesystemConfig(root=Path(source)))
-            except ConnectorError as exc:
-                yield IngestError(document=str(source), error=str(exc))
+            if not isinstance(source, Connector):
+                try:
+                    source = FilesystemConnector(FilesystemConfig(root=Path(source)))
+                except ConnectorError as exc:
+                    yield IngestError(document=str(source), error=str(exc))
+                    continue
+            if access is not None:
+                source.access = access
+            yield source
 
     def ingest(
         self,
@@ -142,8 +150,13 @@ class Rag:
         allow_mass_delete: bool | None = None,
         stop: threading.Event | None = None,
         optimize: bool = True,
+        readers: list[str] | None = None,
     ) -> IngestReport:
         """Ingest files, folders or connectors (default: the configured `[[sources]]`).
+
+        `readers` are the principals that may read the given documents where the connector
+        knows no ACL of its own (as `[[sources]] readers`); without any, a document is
+        readable only by its source's owners (access control: `[access]`).
 
         Re-running only processes what changed, and removes what disappeared (within the
         mass-delete guard). Setting `stop` ends the run at the next write batch, with
@@ -153,7 +166,7 @@ class Rag:
         see another run's uncommitted writes."""
         total = IngestReport()
         with self._ingesting:
-            for source in self._connectors(sources):
+            for source in self._connectors(sources, readers):
                 if isinstance(source, IngestError):
                     total.failed += 1
                     total.errors.append(source)
@@ -195,17 +208,24 @@ class Rag:
         mode: SearchMode | None = None,
         rerank: bool | None = None,
         mmr: bool | None = None,
+        principals: list[str] | None = None,
     ) -> list[Hit]:
-        """The `top_k` chunks best matching `question`.
+        """The `top_k` chunks best matching `question` that `principals` may read.
 
         First stage: `mode` (default `retrieval.mode`: hybrid dense + BM25, fused by RRF in
         Qdrant); then, unless `rerank=False` or no reranker is configured, the cross-encoder
         re-scores the best `retrieval.rerank_top_n` candidates; then, with `mmr` (default
         `retrieval.mmr`), those candidates are re-ordered by maximal marginal relevance.
+
+        `principals` (e.g. `["user:hana"]`, groups added by the `[access]` resolver) restrict
+        every search to chunks they may read; required when `[access] enabled = true`.
         """
         check_question(question, self.config.query.max_question_chars)
-        with self.components.tracing.span("retrieve", {"ragline.retrieval.top_k": top_k}) as span:
-            hits = self.components.retriever.retrieve(question, top_k, filters, mode=mode, rerank=rerank, mmr=mmr)
+        viewer = self.components.access.viewer(principals)
+        with self.components.tracing.span("retrieve", {"ragline.retrieval.top_k": top_k, **_viewer_attributes(viewer)}) as span:
+            hits = self.components.retriever.retrieve(
+                question, top_k, filters, readers=viewer.readable, mode=mode, rerank=rerank, mmr=mmr
+            )
             record_hits(span, hits)
         return hits
 
@@ -230,25 +250,32 @@ class Rag:
         return find_pipeline(pipeline, Path(self.config.pipelines.dir))
 
     def query(
-        self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True
+        self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True,
+        principals: list[str] | None = None,
     ) -> Answer:
         """Answer from the retrieved chunks, citing them as numbered sources (the default
-        pipeline). `cache=False` skips the response cache (neither read nor written)."""
-        return self._run(self._default(top_k, filters), question, root="query", cache=cache)
+        pipeline). `cache=False` skips the response cache (neither read nor written).
+        `principals`: whose query it is (see `retrieve`); cached answers are kept per
+        effective principal set."""
+        return self._run(self._default(top_k, filters), question, root="query", cache=cache, principals=principals)
 
     def query_stream(
-        self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True
+        self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True,
+        principals: list[str] | None = None,
     ) -> Iterator[StreamChunk | Answer]:
         """Stream the answer: text deltas as `StreamChunk`s, then the final `Answer`.
 
         A provider failing before the first token falls back along the chain; after it, the
         stream raises `StreamInterrupted` with the partial text."""
         pipeline = self._default(top_k, filters)
-        scope = self._scope(question, "query")
+        viewer = self.components.access.viewer(principals)
+        scope = self._scope(question, "query", viewer)
         state: QueryState | None = None
         try:
             trace = scope.run(trace_id)
-            stream = scope.run(self._runner(cache).stream, pipeline.steps, QueryState(question=valid_unicode(question)))
+            stream = scope.run(
+                self._runner(viewer, cache).stream, pipeline.steps, QueryState(question=valid_unicode(question))
+            )
             for item in scope.iterate(stream):
                 if isinstance(item, QueryState):
                     state = item
@@ -261,59 +288,74 @@ class Rag:
         yield final_answer(pipeline, state or QueryState(question=valid_unicode(question)), trace)
 
     async def aquery(
-        self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True
+        self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True,
+        principals: list[str] | None = None,
     ) -> Answer:
         """`query` for asyncio callers: retrieval runs in worker threads, model calls are
         native async, so many queries can wait on remote providers at once."""
-        return await self._arun(self._default(top_k, filters), question, root="query", cache=cache)
+        return await self._arun(self._default(top_k, filters), question, root="query", cache=cache,
+                                principals=principals)  # fmt: skip
 
-    def run_pipeline(self, pipeline: Pipeline | str, question: str) -> Answer:
-        """Answer with a pipeline (an object, or a name in `[pipelines] dir`; "default" is built in)."""
+    def run_pipeline(self, pipeline: Pipeline | str, question: str, *, principals: list[str] | None = None) -> Answer:
+        """Answer with a pipeline (an object, or a name in `[pipelines] dir`; "default" is built in);
+        every retrieve step of it (fan-out branches included) reads as `principals`."""
         pipeline = self.get_pipeline(pipeline)
-        return self._run(pipeline, question, root=f"pipeline {pipeline.name}")
+        return self._run(pipeline, question, root=f"pipeline {pipeline.name}", principals=principals)
 
-    async def arun_pipeline(self, pipeline: Pipeline | str, question: str) -> Answer:
+    async def arun_pipeline(
+        self, pipeline: Pipeline | str, question: str, *, principals: list[str] | None = None
+    ) -> Answer:
         pipeline = self.get_pipeline(pipeline)
-        return await self._arun(pipeline, question, root=f"pipeline {pipeline.name}")
+        return await self._arun(pipeline, question, root=f"pipeline {pipeline.name}", principals=principals)
 
     def _default(self, top_k: int | None, filters: Filters | None) -> Pipeline:
         return default_pipeline(self.components.retriever, self.config.query, top_k=top_k, filters=filters)
 
-    def _runner(self, cache: bool = True) -> PipelineRunner:
+    def _runner(self, viewer: Viewer, cache: bool = True) -> PipelineRunner:
         context = StepContext(
             retriever=self.components.retriever, llm=self.components.llm.llm(cache=cache), prompt=self.prompt,
-            query=self.config.query, model=self.config.llm, prompts=self.config.prompts,
+            query=self.config.query, model=self.config.llm, prompts=self.config.prompts, viewer=viewer,
         )  # fmt: skip
         return PipelineRunner(context, self.components.tracing)
 
-    def _scope_managers(self, question: str, root: str) -> list[Any]:
+    def _scope_managers(self, question: str, root: str, viewer: Viewer) -> list[Any]:
         """A query's scopes: its budget, its deadline, its root span."""
         return [
             self.components.llm.budget.query(),
             deadline(self.config.reliability.deadline),
-            self.components.tracing.span(root, content={"ragline.query": valid_unicode(question)}),
+            self.components.tracing.span(
+                root, _viewer_attributes(viewer), content={"ragline.query": valid_unicode(question)}
+            ),
         ]
 
-    def _scope(self, question: str, root: str) -> QueryScope:
-        return QueryScope(*self._scope_managers(question, root))
+    def _scope(self, question: str, root: str, viewer: Viewer) -> QueryScope:
+        return QueryScope(*self._scope_managers(question, root, viewer))
 
-    def _run(self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True) -> Answer:
-        scope = self._scope(question, root)
+    def _run(
+        self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True, principals: list[str] | None = None
+    ) -> Answer:
+        viewer = self.components.access.viewer(principals)
+        scope = self._scope(question, root, viewer)
         try:
             trace = scope.run(trace_id)
-            state = scope.run(self._runner(cache).run, pipeline.steps, QueryState(question=valid_unicode(question)))
+            state = scope.run(
+                self._runner(viewer, cache).run, pipeline.steps, QueryState(question=valid_unicode(question))
+            )
         except BaseException as error:
             scope.close(error)
             raise
         scope.close()
         return final_answer(pipeline, state, trace)
 
-    async def _arun(self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True) -> Answer:
+    async def _arun(
+        self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True, principals: list[str] | None = None
+    ) -> Answer:
+        viewer = self.components.access.viewer(principals)
         with ExitStack() as stack:
-            for manager in self._scope_managers(question, root):
+            for manager in self._scope_managers(question, root, viewer):
                 stack.enter_context(manager)
             trace = trace_id()
-            state = await self._runner(cache).arun(pipeline.steps, QueryState(question=valid_unicode(question)))
+            state = await self._runner(viewer, cache).arun(pipeline.steps, QueryState(question=valid_unicode(question)))
         return final_answer(pipeline, state, trace)
 
     def close(self) -> None:
@@ -324,3 +366,10 @@ class Rag:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _viewer_attributes(viewer: Viewer) -> dict[str, Any]:
+    """What a trace keeps of who asked: the hash of the effective principals, never names."""
+    if viewer.admin:
+        return {"ragline.access.admin": True}
+    return {"ragline.access.principals_hash": viewer.partition} if viewer.restricted else {}

@@ -10,6 +10,7 @@ the caller injected are the caller's to close.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -80,14 +81,37 @@ class Components:
         return self._part("ingestor", self._build_ingestor)
 
     @property
+    def access(self):
+        """The `[access]` policy (`ragline.access.policy.AccessPolicy`)."""
+        from ragline.access.policy import AccessPolicy
+
+        return self._part("access", lambda: AccessPolicy(self.config.access))
+
+    @property
     def retriever(self):
         from ragline.retrieval.retriever import Retriever
 
         def build() -> Retriever:
+            self._self_test_access()
             self._warn_if_index_and_ledger_disagree()
             return Retriever(self.store, self.embedder, self.config.retrieval, reranker=self.reranker)
 
         return self._part("retriever", build)
+
+    def _self_test_access(self) -> None:
+        """With access control on, prove the store applies the readers filter before the
+        first search (`ragline.access.canary`): on a scratch store of the same kind."""
+        if not (self.config.access.enabled and self.config.access.self_test):
+            return
+        import tempfile
+
+        from ragline.access.canary import check_filters_enforced
+
+        if self.config.store.kind == "server":
+            check_filters_enforced(lambda: self._build_store(scratch=True))
+            return
+        with tempfile.TemporaryDirectory(prefix="ragline-canary-") as scratch:
+            check_filters_enforced(lambda: self._build_store(Path(scratch)))
 
     def _warn_if_index_and_ledger_disagree(self) -> None:
         """Queries over a store whose index lost points would quietly miss documents: say so
@@ -115,7 +139,9 @@ class Components:
 
         return self._part("llm", lambda: LLMStack(self.config, self.path, self.tracing, provider=self._provider))
 
-    def _build_store(self):
+    def _build_store(self, folder: Path | None = None, *, scratch: bool = False):
+        """The configured store; `folder` (embedded) or `scratch` (server: a throwaway
+        collection dropped on close) give one of the same kind for the access self-test."""
         store = self.config.store
         if store.kind == "server":
             from ragline.retrieval.server_store import ServerStore
@@ -124,14 +150,15 @@ class Components:
                 raise ValueError("store.url is required when store.kind = 'server'")
             location = store.url if store.url == ":memory:" else None
             return ServerStore(
-                store.collection, url=None if location else store.url, location=location,
+                f"{store.collection}-ragline-canary-{os.getpid()}" if scratch else store.collection,
+                url=None if location else store.url, location=location,
                 api_key=secret_from_env(store.api_key_env), dense_vector_name=store.dense_vector_name,
-                sparse_vector_name=store.sparse_vector_name, bm25_avg_len=store.bm25_avg_len,
+                sparse_vector_name=store.sparse_vector_name, bm25_avg_len=store.bm25_avg_len, drop_on_close=scratch,
             )  # fmt: skip
         from ragline.retrieval.edge_store import EdgeStore
 
         return EdgeStore(
-            self.path / EDGE_SHARD_DIR, dense_vector_name=store.dense_vector_name,
+            (folder or self.path) / EDGE_SHARD_DIR, dense_vector_name=store.dense_vector_name,
             sparse_vector_name=store.sparse_vector_name, bm25_avg_len=store.bm25_avg_len,
             hnsw_threshold=store.hnsw_threshold, open_timeout=store.open_timeout,
         )  # fmt: skip

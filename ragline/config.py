@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ragline.access.config import AccessConfig
 from ragline.eval.config import EvalConfig
 from ragline.ingest.config import ChunkingConfig, IngestConfig, SourceConfig
 from ragline.llm.budget import BudgetLimits
@@ -80,6 +81,7 @@ class RaglineConfig(BaseSettings):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
 
     @field_validator("models")
     @classmethod

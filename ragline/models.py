@@ -21,6 +21,7 @@ class Chunk(BaseModel):
     chunk_index: int
     content_hash: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    readers: list[str] = Field(default_factory=list, description="Principals that may read it (access control).")
 
 
 class Hit(BaseModel):
@@ -48,22 +49,30 @@ class IngestReport(BaseModel):
     failed: int = 0
     chunks_embedded: int = 0
     reconciled: int = Field(0, description="Documents re-processed or adopted because index and ledger disagreed.")
+    permissions_updated: int = Field(
+        0, description="Unchanged documents whose readers changed: their points' payloads rewritten, nothing embedded.",
+    )
     errors: list[IngestError] = Field(default_factory=list)
     interrupted: bool = Field(
         False, description="Stopped between write batches: what was written is committed, nothing was deleted.",
     )
 
     @model_serializer(mode="wrap")
-    def _interrupted_only_when_true(self, handler: SerializerFunctionWrapHandler):
-        """An ordinary run's JSON keeps the shape it always had; `interrupted` shows when true."""
+    def _rare_fields_only_when_set(self, handler: SerializerFunctionWrapHandler):
+        """An ordinary run's JSON keeps the shape it always had; `interrupted` and
+        `permissions_updated` show when they happened."""
         data = handler(self)
-        if not self.interrupted and isinstance(data, dict):
-            data.pop("interrupted", None)
+        if isinstance(data, dict):
+            if not self.interrupted:
+                data.pop("interrupted", None)
+            if not self.permissions_updated:
+                data.pop("permissions_updated", None)
         return data
 
     def merge(self, other: IngestReport) -> None:
         """Add another run's counts and errors to this report (one report per CLI call)."""
-        for field in ("added", "updated", "unchanged", "deleted", "failed", "chunks_embedded", "reconciled"):
+        for field in ("added", "updated", "unchanged", "deleted", "failed", "chunks_embedded", "reconciled",
+                      "permissions_updated"):
             setattr(self, field, getattr(self, field) + getattr(other, field))
         self.errors.extend(other.errors)
         self.interrupted = self.interrupted or other.interrupted

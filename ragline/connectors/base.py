@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from ragline.access.readers import SourceAccess
+
 
 class KnownDocument(BaseModel):
     """What the ledger remembers of a document from the last successful run."""
@@ -45,6 +47,10 @@ class SourceItem(BaseModel):
     filename: str | None = Field(None, description="Name whose extension selects the parser for `content`.")
     title: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="Extra payload stored with every chunk.")
+    readers: list[str] | None = Field(
+        None, description="Principals that may read the document, where the source knows them (mode bits, an ACL "
+        "file or column); None: unknown, the source's configured readers (else owners) apply.",
+    )
     identity: tuple[int, int] | None = Field(
         None, description="(device, inode) of the file `path` named when the connector checked it: the loader "
         "parses that file only, or fails the document if `path` now names another.",
@@ -88,11 +94,16 @@ class Connector(ABC):
     Besides `items`, a connector may expose two attributes the pipeline reads after
     iterating: `errors` (list of (document id, reason): documents it could not read, each
     reported as failed) and `keep` (set of known document ids that still exist but could not
-    be read this run, e.g. a 503: they are never deleted for that).
+    be read this run, e.g. a 503: they are never deleted for that). A document whose ACL
+    lookup failed belongs in both: it keeps its previous version and readers.
+
+    `access` holds the source's configured default readers and owners (`[[sources]]`
+    `readers` / `owners`), for documents whose `SourceItem.readers` is None.
     """
 
     errors: list[tuple[str, str]]
     keep: set[str]
+    access: SourceAccess = SourceAccess()
 
     @property
     @abstractmethod

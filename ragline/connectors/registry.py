@@ -17,11 +17,14 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from ragline.connectors.base import Connector
+
+if TYPE_CHECKING:
+    from ragline.ingest.config import SourceConfig
 
 ENTRY_POINT_GROUP = "ragline.connectors"
 
@@ -104,4 +107,11 @@ def make_connector(kind: str, config: dict[str, Any]) -> Connector:
         raise _config_error(kind, exc) from None
     if not isinstance(connector, Connector):
         raise TypeError(f"connector kind {kind!r} returned {type(connector).__name__}, not a Connector")
+    return connector
+
+
+def source_connector(entry: SourceConfig) -> Connector:
+    """The connector of one `[[sources]]` entry, carrying the entry's default readers and owners."""
+    connector = make_connector(entry.kind, entry.connector_settings())
+    connector.access = entry.access()
     return connector

@@ -52,6 +52,14 @@ class SourceConfig(BaseModel):
         None, gt=0, description="Run every this many seconds instead of a cron schedule (frequent polling, tests).",
     )
     watch: bool = Field(False, description="Filesystem sources: also run when files change (debounced).")
+    readers: list[str] | None = Field(
+        None, description='Who may read this source\'s documents where the connector knows no better, e.g. '
+        '["group:hr"]; "public" for everyone.',
+    )
+    owners: list[str] = Field(
+        default_factory=list, description="Who may read documents whose readers are unknown (no connector ACL and "
+        "no `readers`); none: only an [access] admin reads them.",
+    )
     catch_up_seconds: float | None = Field(
         None, ge=0, description="Ticks missed while no server ran, within this window, give one catch-up run on "
         "start; default: one interval of the schedule; 0: none.",
@@ -75,6 +83,22 @@ class SourceConfig(BaseModel):
         except CroniterError as exc:
             raise ValueError(f"{schedule!r} is not a valid cron schedule: {exc}") from None
         return " ".join(fields)
+
+    @field_validator("readers", "owners")
+    @classmethod
+    def _principals(cls, values: list[str] | None) -> list[str] | None:
+        from ragline.access.principals import AccessError, check_principals
+
+        try:
+            return None if values is None else check_principals(values)
+        except AccessError as exc:
+            raise ValueError(str(exc)) from None
+
+    def access(self):
+        """The source's default readers and owners (`ragline.access.readers.SourceAccess`)."""
+        from ragline.access.readers import SourceAccess
+
+        return SourceAccess.of(self.readers, self.owners)
 
     @field_validator("timezone")
     @classmethod

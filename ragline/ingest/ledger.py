@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS refusals (
     reason TEXT NOT NULL,
     PRIMARY KEY (source, document_id)
 );
+CREATE TABLE IF NOT EXISTS document_readers (
+    source TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    readers TEXT NOT NULL,
+    PRIMARY KEY (source, document_id)
+);
 CREATE TABLE IF NOT EXISTS runs (
     source TEXT NOT NULL,
     started_at REAL NOT NULL,
@@ -60,6 +66,9 @@ class LedgerEntry(BaseModel):
     version: str
     fingerprint: str
     point_ids: list[str]
+    # What the document's points store as readers; None: recorded before access control (or
+    # adopted from the index), so the next run writes them.
+    readers: list[str] | None = None
 
 
 class Refusal(NamedTuple):
@@ -89,8 +98,9 @@ class Ledger:
     @serialised
     def documents(self, source: str) -> dict[str, LedgerEntry]:
         rows = self._db.execute(
-            "SELECT document_id, content_hash, version, fingerprint, point_ids"
-            " FROM documents WHERE source = ?",
+            "SELECT d.document_id, content_hash, version, fingerprint, point_ids, r.readers"
+            " FROM documents d LEFT JOIN document_readers r ON r.source = d.source AND r.document_id = d.document_id"
+            " WHERE d.source = ?",
             (source,),
         )
         # Rows this class wrote are valid already: unvalidated construction keeps an unchanged
@@ -103,8 +113,9 @@ class Ledger:
                 version=version,
                 fingerprint=fingerprint,
                 point_ids=json.loads(point_ids),
+                readers=json.loads(readers) if readers is not None else None,
             )
-            for doc_id, content_hash, version, fingerprint, point_ids in rows
+            for doc_id, content_hash, version, fingerprint, point_ids, readers in rows
         }
 
     @serialised
@@ -128,8 +139,12 @@ class Ledger:
                 ],
             )
             self._db.executemany(
-                "DELETE FROM documents WHERE source = ? AND document_id = ?", list(removals)
+                "INSERT OR REPLACE INTO document_readers VALUES (?, ?, ?)",
+                [(e.source, e.document_id, json.dumps(e.readers)) for e in upserts if e.readers is not None],
             )
+            removals = list(removals)
+            self._db.executemany("DELETE FROM documents WHERE source = ? AND document_id = ?", removals)
+            self._db.executemany("DELETE FROM document_readers WHERE source = ? AND document_id = ?", removals)
             self._db.executemany(
                 "INSERT OR IGNORE INTO pending_deletes VALUES (?)", [(p,) for p in stale_point_ids]
             )
@@ -137,6 +152,13 @@ class Ledger:
                 "DELETE FROM pending_writes WHERE point_id = ?",
                 [(p,) for e in upserts for p in e.point_ids],
             )
+
+    @serialised
+    def set_readers(self, source: str, document_id: str, readers: list[str]) -> None:
+        """Record readers written to a document's points in place (a permission change)."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO document_readers VALUES (?, ?, ?)",
+                             (source, document_id, json.dumps(readers)))  # fmt: skip
 
     @serialised
     def log_pending_writes(self, point_ids: Iterable[str]) -> None:

@@ -42,6 +42,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from ragline.access.principals import READERS_FIELD, AccessError
+from ragline.access.readers import document_readers
 from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem
 from ragline.errors import StoreError
 from ragline.failpoints import failpoint
@@ -73,6 +75,7 @@ class _Parsed(BaseModel):
     item: SourceItem
     chunks: list[Chunk]
     previous: LedgerEntry | None
+    readers: list[str]
 
 
 class _Current(Mapping[str, KnownDocument]):
@@ -221,6 +224,7 @@ class Ingestor:
                     version=parsed.item.version,
                     fingerprint=self.fingerprint,
                     point_ids=point_ids,
+                    readers=parsed.readers,
                 )
             )
             if parsed.previous:
@@ -272,8 +276,16 @@ class Ingestor:
         """What decides a refusal by type or size: a new parser or limit re-reads refused documents."""
         return f"{self.fingerprint};max_document_bytes={self.config.max_document_bytes}"
 
+    def _update_readers(self, previous: LedgerEntry, readers: list[str], report: IngestReport) -> None:
+        """An unchanged document whose readers changed: its points' payloads, then the ledger
+        (a crash between them repeats the payload write next run). Nothing is embedded."""
+        self.store.set_payload(previous.point_ids, {READERS_FIELD: readers})
+        self.ledger.set_readers(previous.source, previous.document_id, readers)
+        report.permissions_updated += 1
+
     def _parse(
-        self, item: SourceItem, previous: LedgerEntry | None, report: IngestReport, refused: dict[str, Refusal]
+        self, item: SourceItem, previous: LedgerEntry | None, report: IngestReport, refused: dict[str, Refusal],
+        readers: list[str],
     ) -> _Parsed | None:
         where = path_text(item.path) if item.path else item.document_id
         try:
@@ -289,9 +301,8 @@ class Ingestor:
         except Exception as exc:  # a parser bug must cost one document, not the run
             report.errors.append(IngestError(document=where, error=f"{type(exc).__name__}: {exc}"))
             return None
-        if item.metadata:
-            chunks = [c.model_copy(update={"metadata": {**item.metadata, **c.metadata}}) for c in chunks]
-        return _Parsed(item=item, chunks=chunks, previous=previous)
+        chunks = [c.model_copy(update={"readers": readers, "metadata": {**item.metadata, **c.metadata}}) for c in chunks]
+        return _Parsed(item=item, chunks=chunks, previous=previous, readers=readers)
 
     def _batches(
         self, connector: Connector, known: dict[str, LedgerEntry], report: IngestReport,
@@ -308,16 +319,25 @@ class Ingestor:
             seen.add(item.document_id)
             previous = known.get(item.document_id)
             before = refused_before.get(item.document_id)
+            where = path_text(item.path) if item.path else item.document_id
+            try:
+                readers = document_readers(item.readers, connector.access, document=where)
+            except AccessError as exc:  # the document keeps its previous version and readers
+                report.errors.append(IngestError(document=where, error=str(exc)))
+                report.failed += 1
+                tick(1)
+                continue
             if before and (before.version, before.content_hash) == (item.version, item.content_hash):
                 refused[item.document_id] = before  # unchanged since it was refused: not read again
-                where = path_text(item.path) if item.path else item.document_id
                 report.errors.append(IngestError(document=where, error=before.reason))
                 report.failed += 1
                 tick(1)
             elif previous and previous.content_hash == item.content_hash and previous.fingerprint == self.fingerprint:
+                if previous.readers != readers:
+                    self._update_readers(previous, readers, report)
                 report.unchanged += 1
                 tick(1)
-            elif parsed := self._parse(item, previous, report, refused):
+            elif parsed := self._parse(item, previous, report, refused, readers):
                 batch.append(parsed)
                 size += len(parsed.chunks)
             else:

@@ -55,10 +55,17 @@ class ChatRequest(BaseModel):
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     prompt_version: str | None = Field(None, description="Content hash of the prompt template.")
+    partition: str | None = Field(
+        None, description="Hash of the caller's effective principals (access control): never sent to a provider; "
+        "caches and cassettes keep each principal set's completions apart by it.",
+    )
 
     def key(self, *, model: str) -> str:
-        """sha256 over model identity, parameters, rendered messages and prompt version."""
-        body = {"model": model, **self.model_dump()}
+        """sha256 over model identity, parameters, rendered messages, prompt version and the
+        caller's partition (left out when None, so keys made before access control hold)."""
+        body = {"model": model, **self.model_dump(exclude={"partition"})}
+        if self.partition is not None:
+            body["partition"] = self.partition
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def prompt_chars(self) -> int:

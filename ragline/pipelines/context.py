@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ragline.access.principals import Viewer
 from ragline.llm.base import ChatRequest, LLMProvider
 from ragline.llm.config import LLMConfig
 from ragline.models import Citation, Hit
@@ -27,6 +28,7 @@ class StepContext:
     query: QueryConfig
     model: LLMConfig
     prompts: PromptsConfig
+    viewer: Viewer  # who the run reads as: every search is filtered by it, every request partitioned
 
     def request(self, prompt_ref: str, *, max_tokens: int | None = None, **variables) -> ChatRequest:
         """The one way a step builds a model request: the prompt rendered, `[llm]`'s
@@ -35,6 +37,7 @@ class StepContext:
         return ChatRequest(
             messages=prompt.render(**variables), max_tokens=max_tokens or self.model.max_tokens,
             temperature=self.model.temperature, prompt_version=prompt.version,
+            partition=self.viewer.partition,
         )  # fmt: skip
 
     def sources(self, hits: list[Hit]) -> list[Citation]:

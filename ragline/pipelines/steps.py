@@ -88,7 +88,10 @@ class Retrieve(_WorkStep):
         vectors: dict[str, list[float]] = {}
         rankings = []
         for query in queries:
-            hits, found = ctx.retriever.search(query, self.top_k, self.filters, mode=self.mode, with_vectors=self.with_vectors)
+            hits, found = ctx.retriever.search(
+                query, self.top_k, self.filters, readers=ctx.viewer.readable, mode=self.mode,
+                with_vectors=self.with_vectors,
+            )
             rankings.append(hits)
             vectors.update(found)
         hits = rankings[0] if len(rankings) == 1 else fuse(rankings, self.top_k)

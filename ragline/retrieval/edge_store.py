@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,15 @@ class EdgeStore(VectorStore):
         for batch in batches(list(point_ids), self.upsert_batch_size):
             self._shard.update(qe.UpdateOperation.delete_points(list(batch)))
 
+    def set_payload(self, point_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        self._check_open()
+        if self._shard is None:
+            return
+        for batch in batches(list(point_ids), self.upsert_batch_size):
+            found = [str(r.id) for r in self._shard.retrieve(list(batch), False, False)]
+            if found:  # the engine refuses the whole operation if one id is missing
+                self._shard.update(qe.UpdateOperation.set_payload(found, payload))
+
     # -- reads ---------------------------------------------------------------------------
 
     @property
@@ -276,8 +285,8 @@ class EdgeStore(VectorStore):
         self._check_open()
         return self._shard is not None
 
-    def _native_filter(self, filters: Filters | None) -> qe.Filter | None:
-        return f.engine_filter(filters, _condition, qe.Filter)
+    def _native_filter(self, filters: Filters | None, readers: Collection[str] | None = None) -> qe.Filter | None:
+        return f.engine_filter(filters, _condition, qe.Filter, readers)
 
     def _query(
         self, dense: list[float] | None, top_k: int, native_filter: qe.Filter | None, *,

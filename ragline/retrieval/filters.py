@@ -6,10 +6,12 @@ live here so a filter means the same thing (or fails the same way) on every back
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, TypeVar
+
+from ragline.access.principals import READERS_FIELD
 
 T = TypeVar("T")
 
@@ -57,12 +59,21 @@ def parse_filters(filters: dict[str, Any] | None) -> list[Condition]:
 
 
 def engine_filter(
-    filters: dict[str, Any] | None, condition: Callable[[Condition], Any], make: Callable[..., T]
+    filters: dict[str, Any] | None, condition: Callable[[Condition], Any], make: Callable[..., T],
+    readers: Collection[str] | None = None,
 ) -> T | None:
     """`filters` as an engine's Filter(must=..., must_not=...), `condition` mapping each one;
     None when there is nothing to filter. `exists: True` is "not IsEmpty" (missing, null
-    and [] are empty), so it goes to must_not."""
+    and [] are empty), so it goes to must_not.
+
+    `readers` (a caller's effective principals; None: unrestricted) adds "the chunk's
+    readers include one of these" to `must`, beside the caller's own conditions (a caller's
+    filter on the readers field only narrows further)."""
     conditions = parse_filters(filters)
+    if readers is not None:
+        if not readers:
+            raise ValueError("a restricted search needs at least one principal to match readers against")
+        conditions.append(MatchAny(READERS_FIELD, sorted(readers)))
     if not conditions:
         return None
     positive = [c for c in conditions if isinstance(c, Exists) and c.exists]

@@ -3,6 +3,7 @@ payload on the way in, and a scored point becomes a `Hit` on the way out."""
 
 from __future__ import annotations
 
+from ragline.access.principals import READERS_FIELD
 from ragline.models import Chunk, Hit
 from ragline.retrieval.store import TEXT_FIELD, ScoredPoint, StoredPoint
 
@@ -17,6 +18,7 @@ def chunk_point(chunk: Chunk, vector: list[float]) -> StoredPoint:
         "chunk_index": chunk.chunk_index,
         "content_hash": chunk.content_hash,
         TEXT_FIELD: chunk.text,
+        READERS_FIELD: chunk.readers,  # after the metadata: a metadata key never overrides it
     }
     return StoredPoint(id=chunk.chunk_id, vector=vector, payload=payload)
 

@@ -5,6 +5,11 @@
 as its retrieve, rerank and mmr steps with the same depths (`depth`), so a query cites
 exactly what `retrieve` returns.
 
+Access control lives here too: `search` and `retrieve` take the caller's `readers` (its
+effective principals, None for an unrestricted call) as a required argument, so no stage
+can search without deciding whose search it is; the store applies it inside the engine
+query. Rerank and MMR only reorder what such a search returned.
+
 Thread safety lives here, in one rule: the embedded engine and the embedding model are not
 thread-safe, so every stage that touches them (search) or runs a model (rerank) holds the
 retriever's lock. Pipeline fan-out and async queries may call any stage from any thread.
@@ -24,6 +29,8 @@ from ragline.retrieval.store import Filters, SearchMode, VectorStore
 from ragline.text import valid_unicode
 
 Vectors = Mapping[str, Sequence[float]]
+# A caller's effective principals (`Viewer.readable`); None: an unrestricted call.
+Readers = frozenset[str] | None
 
 
 class Retriever:
@@ -43,11 +50,11 @@ class Retriever:
         return max(top_k, self.settings.rerank_top_n) if rerank or mmr else top_k
 
     def search(
-        self, question: str, top_k: int, filters: Filters | None = None, *,
+        self, question: str, top_k: int, filters: Filters | None = None, *, readers: Readers,
         mode: SearchMode | None = None, with_vectors: bool = False,
     ) -> tuple[list[Hit], dict[str, list[float]]]:  # fmt: skip
-        """First stage: the best `top_k` chunks by `mode` (default `retrieval.mode`), and
-        their dense vectors by chunk id when asked (MMR reads them)."""
+        """First stage: the best `top_k` chunks by `mode` (default `retrieval.mode`) that
+        `readers` may read, and their dense vectors by chunk id when asked (MMR reads them)."""
         question = valid_unicode(question)
         if not question.strip():
             raise ValueError("question is empty")
@@ -58,7 +65,7 @@ class Retriever:
             vector = self.embedder.embed_query(question) if mode != "sparse" else None
             points = self.store.search(
                 vector, top_k, filters, text=question, mode=mode, candidates=self.settings.candidates,
-                with_vectors=with_vectors,
+                with_vectors=with_vectors, readers=readers,
             )  # fmt: skip
         hits = [point_hit(point) for point in points]
         vectors = {hit.chunk_id: point.vector for hit, point in zip(hits, points) if point.vector is not None}
@@ -98,11 +105,12 @@ class Retriever:
         top_k: int = 10,
         filters: Filters | None = None,
         *,
+        readers: Readers,
         mode: SearchMode | None = None,
         rerank: bool | None = None,
         mmr: bool | None = None,
     ) -> list[Hit]:
-        """The `top_k` chunks best matching `question`: the first stage (`mode`, default
+        """The `top_k` chunks best matching `question` that `readers` may read: the first stage (`mode`, default
         `retrieval.mode`), then the cross-encoder unless `rerank=False` or none is
         configured, then MMR with `mmr` (default `retrieval.mmr`)."""
         mmr = self.settings.mmr if mmr is None else mmr
@@ -110,7 +118,7 @@ class Retriever:
             raise ValueError("rerank requested but retrieval.rerank = 'none'")
         reranking = self.reranker is not None and rerank is not False
         depth = self.depth(top_k, rerank=reranking, mmr=mmr)
-        hits, vectors = self.search(question, depth, filters, mode=mode, with_vectors=mmr)
+        hits, vectors = self.search(question, depth, filters, readers=readers, mode=mode, with_vectors=mmr)
         if reranking and hits:
             hits = self.rerank(question, hits)
         if mmr and hits:

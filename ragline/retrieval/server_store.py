@@ -8,7 +8,7 @@ it describes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import qdrant_edge as qe
@@ -67,8 +67,10 @@ class ServerStore(VectorStore):
         sparse_vector_name: str = "bm25",
         bm25_avg_len: float | None = None,
         timeout: float = 30,
+        drop_on_close: bool = False,
     ) -> None:
         self.collection = collection
+        self._drop_on_close = drop_on_close  # a scratch collection (the access self-test)
         self.dense_vector_name = dense_vector_name
         self.sparse_vector_name = sparse_vector_name
         self._where = location or url or "http://localhost:6333"
@@ -154,7 +156,11 @@ class ServerStore(VectorStore):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._client.close()
+            try:
+                if self._drop_on_close and self._client.collection_exists(self.collection):
+                    self._client.delete_collection(self.collection)
+            finally:
+                self._client.close()
 
     def _save_avg_len(self, avg_len: float) -> None:
         self._client.update_collection(self.collection, metadata={_AVG_LEN_KEY: avg_len})
@@ -184,11 +190,19 @@ class ServerStore(VectorStore):
                 self.collection, points_selector=models.PointIdsList(points=list(batch)), wait=True
             )
 
+    def set_payload(self, point_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if self._existing_dim() is None:
+            return
+        for batch in batches(list(point_ids), self.upsert_batch_size):
+            found = [str(r.id) for r in self._client.retrieve(self.collection, list(batch), with_payload=False)]
+            if found:  # a server refuses the whole request if one id is missing
+                self._client.set_payload(self.collection, payload=payload, points=found, wait=True)
+
     def _collection_exists(self) -> bool:
         return self._existing_dim() is not None
 
-    def _native_filter(self, filters: Filters | None) -> models.Filter | None:
-        return f.engine_filter(filters, _condition, models.Filter)
+    def _native_filter(self, filters: Filters | None, readers: Collection[str] | None = None) -> models.Filter | None:
+        return f.engine_filter(filters, _condition, models.Filter, readers)
 
     def _query(
         self, dense: list[float] | None, top_k: int, native_filter: models.Filter | None, *,

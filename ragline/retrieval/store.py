@@ -8,16 +8,18 @@ through qdrant-client (its `:memory:` mode speaks the same API for tests).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, Field
+
+from ragline.access.principals import READERS_FIELD
 
 if TYPE_CHECKING:
     from ragline.retrieval.sparse import Bm25Documents
 
 # Payload keys every chunk point carries; payload indexes exist on the keyword ones.
-INDEXED_KEYWORD_FIELDS = ("document_id", "source")
+INDEXED_KEYWORD_FIELDS = ("document_id", "source", READERS_FIELD)
 # The payload field whose text feeds the sparse BM25 vector.
 TEXT_FIELD = "text"
 # Points fetched beyond top_k so that ties at the cut are broken by id, not by engine order.
@@ -85,6 +87,11 @@ class VectorStore(ABC):
     def delete(self, point_ids: Sequence[str]) -> None:
         """Delete points by id; unknown ids are ignored."""
 
+    @abstractmethod
+    def set_payload(self, point_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        """Set these payload keys on existing points, vectors untouched (a permission change
+        costs no embedding); unknown ids are ignored."""
+
     def search(
         self,
         vector: Sequence[float] | None,
@@ -95,15 +102,18 @@ class VectorStore(ABC):
         mode: SearchMode = "dense",
         candidates: int | None = None,
         with_vectors: bool = False,
+        readers: Collection[str] | None = None,
     ) -> list[ScoredPoint]:
         """Best points first. `dense`: cosine on `vector`; `sparse`: BM25 on `text`;
         `hybrid`: both as prefetches (`candidates` each) fused with RRF inside Qdrant.
-        `with_vectors` fills each point's dense `vector`.
+        `with_vectors` fills each point's dense `vector`. `readers` (a caller's effective
+        principals) restricts every part of the query, each hybrid prefetch included, to
+        points whose readers include one of them; None: unrestricted.
 
         The checks every store makes the same way live here, so the stores only query."""
         exists = self._collection_exists()
         check_search_args(vector, text, mode, candidates)
-        native_filter = self._native_filter(filters)  # bad filters fail even on an empty store
+        native_filter = self._native_filter(filters, readers)  # bad filters fail even on an empty store
         if not exists or top_k <= 0:
             return []
         if mode != "dense" and not self._has_sparse:
@@ -186,8 +196,9 @@ class VectorStore(ABC):
         """Whether the collection exists (raises if the store is closed)."""
 
     @abstractmethod
-    def _native_filter(self, filters: Filters | None) -> Any:
-        """`filters` in the engine's own filter type (None for no filter)."""
+    def _native_filter(self, filters: Filters | None, readers: Collection[str] | None = None) -> Any:
+        """`filters` (and the `readers` restriction) in the engine's own filter type (None
+        for no filter), by `ragline.retrieval.filters.engine_filter`."""
 
     @abstractmethod
     def _scroll(self, native_filter: Any, offset: Any) -> tuple[list[ScoredPoint], Any]:

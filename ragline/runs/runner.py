@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ragline.connectors.base import Connector, ConnectorError
 from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
-from ragline.connectors.registry import make_connector
+from ragline.connectors.registry import source_connector
 from ragline.models import IngestError, IngestReport
 from ragline.runs.history import FinalStatus, RunHistory, SourceRun, Trigger
 from ragline.runs.locks import SourceLock
@@ -216,7 +216,7 @@ class SourceRunner:
             if connector is None:
                 entry = self.source(run.record.source)
                 try:
-                    connector = make_connector(entry.kind, entry.connector_settings())
+                    connector = source_connector(entry)
                 except (ValueError, ConnectorError) as exc:  # as `Rag.ingest` reports a source it cannot set up
                     error = IngestError(document=setup_failure_label(entry), error=str(exc))
                     return IngestReport(failed=1, errors=[error])

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from opentelemetry import trace
 
+from ragline.access.principals import READERS_FIELD
 from ragline.models import Hit
 
 P = ParamSpec("P")
@@ -53,3 +55,6 @@ def record_hits(span: trace.Span, hits: Sequence[Hit], *, prefix: str = "ragline
     span.set_attribute(f"{prefix}.document_ids", [h.document_id for h in hits])
     span.set_attribute(f"{prefix}.chunk_ids", [h.chunk_id for h in hits])
     span.set_attribute(f"{prefix}.scores", [float(h.score) for h in hits])
+    # Each hit's readers (JSON; "null" for an unknown ACL): `ragline traces` shows a trace only
+    # to callers who may read every chunk in it.
+    span.set_attribute(f"{prefix}.readers", [json.dumps(h.metadata.get(READERS_FIELD)) for h in hits])

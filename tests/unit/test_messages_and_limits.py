@@ -13,6 +13,7 @@ import tomllib
 import pytest
 from protocol_servers import API_KEY, AnthropicHandler, OpenAIHandler, ProtocolServer, question
 
+from ragline.access.principals import Viewer
 from ragline.cli import main, parse_filters
 from ragline.config import RaglineConfig
 from ragline.connectors.ssrf import UnsafeURL, resolve_safe
@@ -217,7 +218,7 @@ def test_the_ssrf_refusal_names_the_setting_and_following_it_works():
 def _runner(limit: int) -> PipelineRunner:
     context = StepContext(
         retriever=None, llm=FakeProvider(), prompt=builtin_prompt, query=QueryConfig(max_question_chars=limit),
-        model=LLMConfig(), prompts=PromptsConfig(),
+        model=LLMConfig(), prompts=PromptsConfig(), viewer=Viewer.unrestricted(),
     )  # fmt: skip
     return PipelineRunner(context, setup_tracing(TracingConfig(enabled=False)))
 

@@ -43,6 +43,7 @@ def make_points(n: int, seed: int = 0) -> list[StoredPoint]:
                 "source": f"src/{DOCS[i % len(DOCS)]}.md",
                 "chunk_index": i,
                 "text": f"chunk {i}",
+                "readers": [f"user:u{i % 3}"],
                 "meta": {"tags": ["x", str(i)]},
             },
         )
