@@ -112,7 +112,6 @@ class Rag:
         """Connectors for what `ingest` was given (with `readers` as their default readers);
         a source that cannot even be set up becomes an error entry, so the other sources still run."""
         from ragline.access.readers import SourceAccess
-
         from ragline.connectors.base import ConnectorError
         from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
         from ragline.connectors.registry import source_connector

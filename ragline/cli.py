@@ -21,7 +21,9 @@ from rich.table import Table
 from ragline.cli_eval import eval_app
 from ragline.cli_output import (
     ClickException,
+    AsOption,
     ConfigOption,
+    GroupOption,
     JsonOption,
     RecordOption,
     ReplayOption,
@@ -36,6 +38,7 @@ from ragline.cli_output import (
 )
 from ragline.cli_output import emit_json as _emit_json
 from ragline.cli_output import opened as _opened
+from ragline.cli_output import principals
 from ragline.cli_pipelines import pipeline_app
 from ragline.cli_prompts import prompts_app
 from ragline.cli_runs import ingest_recorded, runs, schedule_app
@@ -121,14 +124,21 @@ def ingest(
     allow_mass_delete: Annotated[
         bool, typer.Option("--allow-mass-delete", help="Delete even when more than the guard's share of a source is gone.")
     ] = False,
+    readers: Annotated[
+        list[str] | None, typer.Option("--readers", help="Who may read the given paths' documents (repeatable), "
+                                       "e.g. group:hr or public; default: their source's owners only.")
+    ] = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest files and folders; unchanged documents are skipped, removed ones are deleted."""
+    if readers and not paths:
+        raise typer.BadParameter("--readers is for PATHS; configured [[sources]] set `readers` in ragline.toml",
+                                 param_hint="--readers")  # fmt: skip
     with _opened(store, config) as rag:
         progress, allow = not as_json and err.is_terminal, allow_mass_delete or None
-        report = ingest_recorded(rag, paths or None, show_progress=progress, allow_mass_delete=allow)
+        report = ingest_recorded(rag, paths or None, show_progress=progress, allow_mass_delete=allow, readers=readers)
     if as_json:
         _emit_json(report.model_dump(mode="json"))
     else:
@@ -221,6 +231,8 @@ def retrieve(
         bool | None, typer.Option("--mmr/--no-mmr", help="Diversify the hits with MMR (default: retrieval.mmr).")
     ] = None,
     filter_specs: FilterOption = None,
+    as_user: AsOption = None,
+    groups: GroupOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -228,9 +240,9 @@ def retrieve(
     """Show the chunks most relevant to a question (no LLM call)."""
     if mode not in (None, "dense", "sparse", "hybrid"):
         raise typer.BadParameter(f"{mode!r} is not one of dense, sparse, hybrid", param_hint="--mode")
-    filters = parse_filters(filter_specs)
+    filters, caller = parse_filters(filter_specs), principals(as_user, groups)
     with _opened(store, config) as rag:
-        hits = rag.retrieve(question, top_k=top_k, filters=filters, mode=mode, rerank=rerank, mmr=mmr)
+        hits = rag.retrieve(question, top_k=top_k, filters=filters, mode=mode, rerank=rerank, mmr=mmr, principals=caller)
     if as_json:
         _emit_json({"hits": [h.model_dump(mode="json") for h in hits]})
         return
@@ -251,18 +263,20 @@ def query(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ask the model even if this exact request was answered before.")] = False,
     record: RecordOption = None,
     replay: ReplayOption = None,
+    as_user: AsOption = None,
+    groups: GroupOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from the ingested documents, with numbered citations."""
-    filters = parse_filters(filter_specs)
+    filters, caller = parse_filters(filter_specs), principals(as_user, groups)
     with _opened(store, config, **replay_overrides(record, replay)) as rag:
         if as_json:
-            answer = rag.query(question, top_k=top_k, filters=filters, cache=not no_cache)
+            answer = rag.query(question, top_k=top_k, filters=filters, cache=not no_cache, principals=caller)
         else:
             answer = None
-            for event in rag.query_stream(question, top_k=top_k, filters=filters, cache=not no_cache):
+            for event in rag.query_stream(question, top_k=top_k, filters=filters, cache=not no_cache, principals=caller):
                 if isinstance(event, Answer):
                     answer = event
                 else:

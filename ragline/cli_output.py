@@ -62,6 +62,35 @@ ReplayOption = Annotated[
     typer.Option("--replay", exists=True, dir_okay=False, help="Answer from this cassette, offline; a request not in it fails."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
+AsOption = Annotated[
+    str | None, typer.Option("--as", help="Whom the call is for (access control): user:NAME; required with [access] enabled.")
+]
+GroupOption = Annotated[
+    list[str] | None, typer.Option("--group", help="A group that user is in, repeatable: group:NAME (or NAME).")
+]
+
+
+def principals(as_user: str | None, groups: list[str] | None) -> list[str] | None:
+    """`--as` and `--group` as the principals a library call takes (None: no identity given);
+    a bare NAME gets its option's prefix, anything else must be well-formed."""
+    from ragline.access.principals import check_principal
+
+    if as_user is None:
+        if groups:
+            raise typer.BadParameter("--group needs --as user:NAME (whose groups they are)", param_hint="--group")
+        return None
+    user = as_user if ":" in as_user else f"user:{as_user}"
+    if not user.startswith("user:"):
+        raise typer.BadParameter(f"{as_user!r}: --as names a user, user:NAME (groups go in --group)", param_hint="--as")
+    found = [user, *(g if ":" in g else f"group:{g}" for g in groups or [])]
+    for principal, hint in zip(found, ["--as", *["--group"] * len(groups or [])], strict=True):
+        try:
+            check_principal(principal, where=hint)
+        except PermissionError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hint) from None
+    if any(not g.startswith("group:") for g in found[1:]):
+        raise typer.BadParameter("--group takes group:NAME (or NAME)", param_hint="--group")
+    return found
 
 
 def settings(store: Path | None, config: Path | None):
@@ -84,15 +113,17 @@ def store_dir(store: Path | None, config: Path | None) -> Path:
 @contextmanager
 def opened(store: Path | None, config: Path | None, **overrides: Any):
     """Open the store, turning setup errors into a clear message and exit code 1."""
+    from ragline.access.principals import AccessError
+
     try:
         rag = ragline.open(store, config_file=config, **overrides)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, AccessError) as exc:
         fail(exc)
     try:
         yield rag
     except typer.Exit:
         raise
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, AccessError) as exc:
         fail(exc)
     finally:
         rag.close()

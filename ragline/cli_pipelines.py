@@ -10,7 +10,9 @@ import yaml
 from rich.markup import escape
 
 from ragline.cli_output import (
+    AsOption,
     ConfigOption,
+    GroupOption,
     JsonOption,
     RecordOption,
     ReplayOption,
@@ -19,6 +21,7 @@ from ragline.cli_output import (
     emit_json,
     opened,
     out,
+    principals,
     print_sources,
     replay_overrides,
 )
@@ -38,13 +41,16 @@ def run(
     file: FileOption = None,
     record: RecordOption = None,
     replay: ReplayOption = None,
+    as_user: AsOption = None,
+    groups: GroupOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question with a pipeline; `--json` has `query`'s shape."""
+    caller = principals(as_user, groups)
     with opened(store, config, **replay_overrides(record, replay)) as rag:
-        answer = rag.run_pipeline(load_pipeline(file) if file else name, question)
+        answer = rag.run_pipeline(load_pipeline(file) if file else name, question, principals=caller)
     if as_json:
         emit_json(answer_json(answer))
         return

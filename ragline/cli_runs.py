@@ -108,7 +108,8 @@ def list_schedules(store: StoreOption = None, config: ConfigOption = None, as_js
 
 
 def ingest_recorded(
-    rag: Rag, paths: list[Path] | None, *, show_progress: bool, allow_mass_delete: bool | None
+    rag: Rag, paths: list[Path] | None, *, show_progress: bool, allow_mass_delete: bool | None,
+    readers: list[str] | None = None,
 ) -> IngestReport:
     """`ragline ingest`. Without paths, a local store's configured sources run one by one
     through the source runner, each recorded as a `manual` run; the merged report is what
@@ -119,7 +120,7 @@ def ingest_recorded(
     from ragline.runs.runner import SourceRunner
 
     if paths or not rag.config.sources or not isinstance(rag, Rag):
-        return rag.ingest(paths, show_progress=show_progress, allow_mass_delete=allow_mass_delete)
+        return rag.ingest(paths, show_progress=show_progress, allow_mass_delete=allow_mass_delete, readers=readers)
     history = RunHistory(rag.path)
     try:
         runner = SourceRunner(rag, history)

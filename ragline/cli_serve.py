@@ -24,6 +24,7 @@ def serve(
     Other processes opening this store (`ragline.open`, every CLI command) are routed here.
     SIGTERM finishes the current batch of a running ingest, marks the run interrupted, exits 0.
     """
+    from ragline.access.principals import AccessError
     from ragline.server.client import RemoteRag
     from ragline.server.serve import serve as run_server
 
@@ -35,5 +36,7 @@ def serve(
         try:
             run_server(rag, host=host, port=port, token=token, schedules=schedules,
                        on_ready=lambda url: err.print(f"ragline serve: {rag.path} at {url}", soft_wrap=True))  # fmt: skip
+        except AccessError as exc:  # the access self-test: before OSError, which it is a kind of
+            fail(exc)
         except OSError as exc:
             fail(f"cannot listen on {host}:{port} ({exc.strerror or exc})", kind="bind")

@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ragline.cli_output import ConfigOption, StoreOption, emit_json, fail, store_dir
+from ragline.access.principals import AccessError, Viewer
+from ragline.access.traces import check_trace_readable, trace_readable
+from ragline.cli_output import AsOption, ConfigOption, GroupOption, StoreOption, emit_json, fail, principals, settings
 from ragline.tracing.render import trace_html, trace_tree
 from ragline.tracing.store import Trace, TraceNotFound, TraceStore, trace_json
 
@@ -28,8 +30,19 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 TraceId = Annotated[str, typer.Argument(help="Trace id, or a unique prefix of one.")]
 
 
+def _viewer(store: Path | None, config: Path | None, as_user: str | None, groups: list[str] | None) -> Viewer:
+    """Who asks to see traces: with [access] enabled, a trace shows only to callers who may
+    read every chunk in it (`ragline.access.traces`)."""
+    from ragline.access.policy import AccessPolicy
+
+    try:
+        return AccessPolicy(settings(store, config).access).viewer(principals(as_user, groups))
+    except AccessError as exc:
+        fail(exc)
+
+
 def _store(store: Path | None, config: Path | None) -> TraceStore:
-    directory = store_dir(store, config)
+    directory = Path(settings(store, config).store.path)
     try:
         return TraceStore.in_store(directory)
     except FileNotFoundError as exc:
@@ -38,12 +51,16 @@ def _store(store: Path | None, config: Path | None) -> TraceStore:
         fail(f"{directory / 'traces.sqlite'} cannot be read ({exc}); move it away to start a new trace store", kind="store")
 
 
-def _load(store: Path | None, config: Path | None, trace_id: str) -> Trace:
+def _load(store: Path | None, config: Path | None, trace_id: str, viewer: Viewer) -> Trace:
     reader = _store(store, config)
     try:
-        return reader.load(trace_id)
+        trace = reader.load(trace_id)
+        check_trace_readable(trace, viewer)
+        return trace
     except TraceNotFound as exc:
         fail(exc, kind="not_found")
+    except AccessError as exc:
+        fail(exc)
     finally:
         reader.close()
 
@@ -51,14 +68,20 @@ def _load(store: Path | None, config: Path | None, trace_id: str) -> Trace:
 @traces_app.command("list")
 def list_traces(
     limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIST, help="How many traces, newest first.")] = 20,
+    as_user: AsOption = None,
+    groups: GroupOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recent traces with duration, tokens, cost and whether anything failed."""
+    """Recent traces with duration, tokens, cost and whether anything failed (with --as:
+    those that user may see)."""
+    viewer = _viewer(store, config, as_user, groups)
     reader = _store(store, config)
     try:
         summaries = reader.list_traces(limit)
+        if viewer.restricted:
+            summaries = [s for s in summaries if trace_readable(reader.load(s.trace_id), viewer)]
     finally:
         reader.close()
     if as_json:
@@ -74,9 +97,12 @@ def list_traces(
 
 
 @traces_app.command()
-def show(trace_id: TraceId, store: StoreOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def show(
+    trace_id: TraceId, as_user: AsOption = None, groups: GroupOption = None, store: StoreOption = None,
+    config: ConfigOption = None, as_json: JsonOption = False,
+) -> None:
     """One trace as a tree of spans with timings, tokens and cost."""
-    trace = _load(store, config, trace_id)
+    trace = _load(store, config, trace_id, _viewer(store, config, as_user, groups))
     if as_json:
         emit_json(trace_json(trace))
         return
@@ -88,11 +114,13 @@ def export(
     trace_id: TraceId,
     html: Annotated[bool, typer.Option("--html/--json", help="A standalone HTML waterfall page, or the JSON of `show --json`.")] = True,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; '-' for stdout (default: trace-ID.html/.json).")] = None,
+    as_user: AsOption = None,
+    groups: GroupOption = None,
     store: StoreOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Write one trace to a file: an HTML waterfall to open in a browser, or JSON."""
-    trace = _load(store, config, trace_id)
+    trace = _load(store, config, trace_id, _viewer(store, config, as_user, groups))
     body = trace_html(trace) if html else json.dumps(trace_json(trace), indent=2)
     if output == Path("-"):
         print(body)

@@ -13,6 +13,7 @@ from ragline.errors import RemoteError, StoreBusyError, StoreError
 def error_json(error: BaseException | str, kind: str | None = None) -> dict[str, Any]:
     """`{"error": {...}}`: kind and message, plus what a caller can act on (a provider's
     status and Retry-After, every attempt of a failed chain, a budget's numbers, a busy store's owner)."""
+    from ragline.access.principals import AccessError
     from ragline.config import ConfigError
     from ragline.llm.base import ProviderError
     from ragline.llm.budget import BudgetExceeded
@@ -31,6 +32,8 @@ def error_json(error: BaseException | str, kind: str | None = None) -> dict[str,
     elif isinstance(error, BudgetExceeded):
         body |= {"kind": kind or "budget", "scope": error.scope, "limit_usd": error.limit, "spent_usd": error.spent,
                  "needed_usd": error.needed}
+    elif isinstance(error, AccessError):
+        body["kind"] = kind or "access"
     elif isinstance(error, ConfigError):
         body["kind"] = kind or "config"
     elif isinstance(error, StoreError):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ragline.access.principals import check_principals
+from ragline.access.principals import config_principals
 from ragline.settings import Section
 
 
@@ -34,4 +34,4 @@ class AccessConfig(Section):
     @field_validator("admins")
     @classmethod
     def _admins_are_principals(cls, admins: list[str]) -> list[str]:
-        return check_principals(admins, where="[access] admins entry")
+        return config_principals(admins, where="[access] admins entry")

@@ -41,6 +41,14 @@ def check_principals(values: Iterable[object], *, where: str = "principal") -> l
     return sorted({check_principal(value, where=where) for value in values})
 
 
+def config_principals(values: list[str] | None, *, where: str = "principal") -> list[str] | None:
+    """`check_principals` for a config field validator (pydantic reports ValueErrors)."""
+    try:
+        return None if values is None else check_principals(values, where=where)
+    except AccessError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def principals_hash(principals: Iterable[str]) -> str:
     """A stable short hash of a principal set: what caches and traces keep instead of names."""
     joined = "\n".join(sorted(set(principals)))

@@ -12,7 +12,14 @@ carries that file's (device, inode), and the loader parses only that file, so sw
 file for a link between listing and parsing gets a failed document, never an outside file.
 
 File names that are not valid UTF-8 keep their bytes for opening; their document ids show
-the undecodable bytes as backslash escapes, so ids, payloads and `--json` stay valid UTF-8."""
+the undecodable bytes as backslash escapes, so ids, payloads and `--json` stay valid UTF-8.
+
+Readers (who may read a document, `ragline.connectors.acl`) are opt-in: `permissions = "posix"`
+takes them from the owner, group and read bits of the same descriptor the hash is read from,
+and `acl_file` maps globs to readers (its first matching rule wins over the mode bits). Both
+are re-evaluated every run, so a chmod or an edited rule with unchanged content updates the
+stored readers without re-embedding. A file whose readers cannot be determined is failed and
+kept (its previous version and readers stay), never ingested with unknown or public readers."""
 
 from __future__ import annotations
 
@@ -22,9 +29,11 @@ import stat
 from collections.abc import Iterator, Mapping
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragline.connectors.acl import AclFile, PosixReaders, ReadersUnknown, load_acl_file, posix_available
 from ragline.connectors.base import OPEN_NO_FOLLOW, Connector, ConnectorError, KnownDocument, SourceItem
 from ragline.text import path_text
 
@@ -36,6 +45,18 @@ class FilesystemConfig(BaseModel):
     include: list[str] = Field(default_factory=lambda: ["*"], description="Globs on the path relative to root.")
     exclude: list[str] = Field(default_factory=list)
     include_hidden: bool = False
+    permissions: Literal["none", "posix"] = Field(
+        "none", description="posix: each file's readers from its mode bits: owner-readable -> user:<owner>, "
+        "group-readable -> group:<group>, other-readable -> public (an id without a name: user:uid-N / group:gid-N; "
+        "readable by nobody: [], only an admin). none: readers unknown, the source's readers (else owners) apply.",
+    )
+    acl_file: Path | None = Field(
+        None, description='A TOML file of [[rules]] glob = "hr/**" readers = ["group:hr"], globs matched like '
+        "include/exclude against the path relative to root; the first matching rule wins (also over posix bits), "
+        "a file no rule matches falls back to posix bits or, without them, the source's readers. A relative path "
+        "is taken from the current directory (like root); read every run; an unreadable file or a bad rule fails "
+        "the run. Never ingested itself.",
+    )
 
 
 class FilesystemConnector(Connector):
@@ -50,6 +71,10 @@ class FilesystemConnector(Connector):
             )
         self.config = config
         self.root = root.resolve()
+        if config.permissions == "posix" and not posix_available():
+            raise ConnectorError("permissions = 'posix' needs a POSIX system (user and group databases)")
+        self.acl_path = config.acl_file.expanduser().resolve() if config.acl_file is not None else None
+        self._acl_relative = self._inside(self.acl_path) if self.acl_path is not None else None
         self.errors: list[tuple[str, str]] = []
         self.keep: set[str] = set()
         self._unlisted: list[tuple[str, str]] = []
@@ -68,6 +93,12 @@ class FilesystemConnector(Connector):
 
     def _relative(self, path: Path) -> str:
         return path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
+
+    def _inside(self, path: Path) -> str | None:
+        """The document id `path` would have, if the listing can reach it."""
+        if path == self.root or (self.root.is_dir() and path.is_relative_to(self.root)):
+            return path_text(self._relative(path))
+        return None
 
     def _paths(self) -> Iterator[Path]:
         if self.root.is_file():
@@ -109,34 +140,38 @@ class FilesystemConnector(Connector):
         return None
 
     def _unreadable_but_unchanged(
-        self, path: Path, relative: str, known: Mapping[str, KnownDocument]
+        self, path: Path, relative: str, known: Mapping[str, KnownDocument], readers: _Readers
     ) -> SourceItem | None:
         """A file this process may not read, whose mtime and size say it has not changed since
         the last run: the last run's hash stands (the loader still refuses to open it)."""
         info = path.stat()
         version = f"{info.st_mtime_ns}:{info.st_size}"
         previous = known.get(relative)
-        if previous is None or previous.version != version:
+        if previous is None or previous.version != version or readers.is_acl_file(info):
             return None
         return SourceItem(
             document_id=relative, source=self.source, path=path, version=version,
-            content_hash=previous.content_hash, identity=(info.st_dev, info.st_ino),
+            content_hash=previous.content_hash, identity=(info.st_dev, info.st_ino), readers=readers(relative, info),
         )  # fmt: skip
 
     def items(self, known: Mapping[str, KnownDocument]) -> Iterator[SourceItem]:
         """Files under the root; a file whose mtime and size match the last run is not re-read
         (the same trust make and rsync place in them)."""
         self.errors, self.keep, self._unlisted = [], set(), []
+        readers = _Readers(
+            load_acl_file(self.acl_path) if self.acl_path is not None else None,
+            PosixReaders() if self.config.permissions == "posix" else None,
+        )  # read once per listing, before anything is yielded: a bad ACL file fails the run
         single_file = self.root.is_file()
         for path in self._paths():
             relative = path_text(self._relative(path))
-            if not single_file and not self._wanted(relative):
+            if relative == self._acl_relative or (not single_file and not self._wanted(relative)):
                 continue
             try:
                 try:
                     opened = self._open(path)
                 except PermissionError:
-                    if item := self._unreadable_but_unchanged(path, relative, known):
+                    if item := self._unreadable_but_unchanged(path, relative, known, readers):
                         yield item  # nothing to read: skipped as unchanged, or refused again from the ledger
                         continue
                     raise
@@ -144,6 +179,9 @@ class FilesystemConnector(Connector):
                     continue
                 descriptor, info, target = opened
                 try:
+                    if readers.is_acl_file(info):
+                        continue  # a link to the ACL file: configuration, not a document
+                    document_readers = readers(relative, info)
                     version = f"{info.st_mtime_ns}:{info.st_size}"
                     previous = known.get(relative)
                     unchanged = previous is not None and previous.version == version
@@ -152,18 +190,38 @@ class FilesystemConnector(Connector):
                     os.close(descriptor)
             except FileNotFoundError:
                 continue  # deleted since it was listed: gone, like any deleted file
+            except ReadersUnknown as exc:  # keeps its previous version and readers
+                self.errors.append((relative, str(exc)))
+                self.keep.add(relative)
+                continue
             except (OSError, RuntimeError) as exc:
                 self.errors.append((relative, f"cannot read: {getattr(exc, 'strerror', None) or exc}"))
                 self.keep.add(relative)
                 continue
             yield SourceItem(
                 document_id=relative, source=self.source, path=target, version=version, content_hash=content_hash,
-                identity=(info.st_dev, info.st_ino),
+                identity=(info.st_dev, info.st_ino), readers=document_readers,
             )  # fmt: skip
         for directory, reason in self._unlisted:
             self.errors.append((path_text(directory), reason))
             prefix = "" if directory == "." else path_text(directory) + "/"
             self.keep.update(doc for doc in known if doc.startswith(prefix))
+
+
+class _Readers:
+    """One listing's readers: the ACL file's first matching rule, else the mode bits (with
+    `permissions = "posix"`), else None (unknown)."""
+
+    def __init__(self, acl: AclFile | None, posix: PosixReaders | None):
+        self.acl, self.posix = acl, posix
+
+    def is_acl_file(self, info: os.stat_result) -> bool:
+        return self.acl is not None and (info.st_dev, info.st_ino) == self.acl.identity
+
+    def __call__(self, relative: str, info: os.stat_result) -> list[str] | None:
+        if self.acl is not None and (readers := self.acl.readers(relative)) is not None:
+            return readers
+        return self.posix(info) if self.posix is not None else None
 
 
 def _real_path(descriptor: int, opened_as: Path) -> Path:

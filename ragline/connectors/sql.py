@@ -3,6 +3,13 @@
 With an updated-at column a run costs one light query (id, updated-at) plus full rows only
 for new or changed ids, so a large, mostly unchanged table is cheap to re-sync. The URL's
 password never leaves this module: `source`, errors and reprs show it as `***`.
+
+With a readers column each row carries its readers (`ragline.connectors.acl.column_readers`).
+They are not part of the content hash: a readers-only change updates the stored readers
+without re-embedding. Incremental pulls skip unchanged rows by updated-at, which alone would
+hide a readers change made without bumping updated-at (and would leave body-less items
+without readers); so the light (id, updated-at) query reads the readers column too, for
+every row, and a readers-only change is seen on the next run either way.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from sqlalchemy import Connection, CursorResult, TextClause, bindparam, create_e
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from ragline.connectors.acl import ReadersUnknown, column_readers
 from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem, sha256_text
 from ragline.connectors.dataset import RecordError, record_id, record_item
 
@@ -43,6 +51,14 @@ class SQLConfig(BaseModel):
     title_column: str | None = None
     metadata_columns: list[str] = Field(default_factory=list)
     updated_at_column: str | None = Field(None, description="Enables incremental pulls; becomes the version.")
+    readers_column: str | None = Field(
+        None, description='The row\'s readers: a JSON array string (\'["group:hr","user:ann"]\'), a native array '
+        "(PostgreSQL text[]) or a comma-separated string; NULL: unknown (the source's readers, else owners, apply); "
+        "'' or []: nobody but an admin. An unparseable value or a malformed principal fails the row, which keeps "
+        "its previous version. Not hashed: a readers-only change updates payloads, nothing is re-embedded; with "
+        "updated_at_column the light listing query reads this column for every row, so such a change is seen "
+        "without an updated-at bump.",
+    )
     name: str | None = Field(
         None, description="Names this query within the database (part of `source`); default: a hash of the query, "
         "so editing the query starts a new source.",
@@ -122,14 +138,18 @@ class SQLConnector(Connector):
 
     def _incremental(self, connection: Connection, known: Mapping[str, KnownDocument]) -> Iterator[SourceItem]:
         id_column = f"q.{self._quote(self.config.id_column)}"
-        light = text(f"SELECT {id_column}, q.{self._quote(self.config.updated_at_column)} FROM ({self._query}) AS q")
+        light_columns = [id_column, f"q.{self._quote(self.config.updated_at_column)}"]
+        if self.config.readers_column:  # read for every row: a readers-only change needs no updated-at bump
+            light_columns.append(f"q.{self._quote(self.config.readers_column)}")
+        light = text(f"SELECT {', '.join(light_columns)} FROM ({self._query}) AS q")
         full = text(f"SELECT * FROM ({self._query}) AS q WHERE {id_column} IN :ids").bindparams(
             bindparam("ids", expanding=True)
         )
         listed: set[str] = set()
         fetched: set[str] = set()
         changed: list[Any] = []
-        for number, (raw_id, updated_at) in enumerate(self._execute(connection, light), start=1):
+        for number, row in enumerate(self._execute(connection, light), start=1):
+            raw_id, updated_at = row[0], row[1]
             try:
                 document_id = record_id(_jsonable(raw_id))
             except RecordError as exc:
@@ -142,8 +162,14 @@ class SQLConnector(Connector):
             previous = known.get(document_id)
             version = _version(updated_at)
             if previous and version is not None and previous.version == version:
+                try:
+                    readers = self._readers(row[2]) if self.config.readers_column else None
+                except ReadersUnknown as exc:
+                    self._unreadable(document_id, exc)
+                    continue
                 yield SourceItem(
-                    document_id=document_id, source=self.source, version=version, content_hash=previous.content_hash
+                    document_id=document_id, source=self.source, version=version, content_hash=previous.content_hash,
+                    readers=readers,
                 )
                 continue
             changed.append(raw_id)
@@ -156,7 +182,7 @@ class SQLConnector(Connector):
     def _check_columns(self, columns: Sequence[str]) -> None:
         config = self.config
         wanted = [config.id_column, *config.text_columns, config.title_column, *config.metadata_columns,
-                  config.updated_at_column]
+                  config.updated_at_column, config.readers_column]
         absent = [column for column in wanted if column is not None and column not in columns]
         if absent:
             raise ConnectorError(f"{self.url}: the query has no column(s) {absent}; it returns {list(columns)}")
@@ -177,14 +203,27 @@ class SQLConnector(Connector):
             seen.add(document_id)
             version = _version(row[config.updated_at_column]) if config.updated_at_column else None
             try:
-                yield record_item(
+                readers = self._readers(row[config.readers_column]) if config.readers_column else None
+                item = record_item(
                     {key: _jsonable(value) for key, value in row.items()}, document_id=document_id,
                     source=self.source, version=version, text_fields=config.text_columns,
                     title_field=config.title_column, metadata_fields=config.metadata_columns,
                 )
-            except RecordError as exc:
-                self.errors.append((document_id, str(exc)))
-                self.keep.add(document_id)
+            except (RecordError, ReadersUnknown) as exc:
+                self._unreadable(document_id, exc)
+                continue
+            yield item.model_copy(update={"readers": readers}) if readers is not None else item
+
+    def _readers(self, value: Any) -> list[str] | None:
+        try:
+            return column_readers(value)
+        except ReadersUnknown as exc:
+            raise ReadersUnknown(f"readers column {self.config.readers_column!r}: {exc}") from None
+
+    def _unreadable(self, document_id: str, exc: Exception) -> None:
+        """A row that is there but cannot be used this run: failed, and kept as it was."""
+        self.errors.append((document_id, str(exc)))
+        self.keep.add(document_id)
 
 
 def _version(updated_at: Any) -> str | None:

@@ -87,12 +87,9 @@ class SourceConfig(BaseModel):
     @field_validator("readers", "owners")
     @classmethod
     def _principals(cls, values: list[str] | None) -> list[str] | None:
-        from ragline.access.principals import AccessError, check_principals
+        from ragline.access.principals import config_principals
 
-        try:
-            return None if values is None else check_principals(values)
-        except AccessError as exc:
-            raise ValueError(str(exc)) from None
+        return config_principals(values)
 
     def access(self):
         """The source's default readers and owners (`ragline.access.readers.SourceAccess`)."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ragline.connectors.base import Connector, ConnectorError
 from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
+from ragline.access.readers import SourceAccess
 from ragline.connectors.registry import source_connector
 from ragline.models import IngestError, IngestReport
 from ragline.runs.history import FinalStatus, RunHistory, SourceRun, Trigger
@@ -124,11 +125,15 @@ class SourceRunner:
         threading.Thread(target=self._run_logged, args=(claimed,), name=f"ragline run {source}", daemon=True).start()
         return claimed.record
 
-    def start_paths(self, paths: list[Path], trigger: Trigger) -> list[SourceRun]:
-        """Ad hoc runs of files or folders (each its own filesystem source), in the background."""
+    def start_paths(self, paths: list[Path], trigger: Trigger, readers: list[str] | None = None) -> list[SourceRun]:
+        """Ad hoc runs of files or folders (each its own filesystem source, `readers` its
+        default readers), in the background."""
+        access = SourceAccess.of(readers) if readers is not None else None
         runs = []
         for path in paths:
             connector = FilesystemConnector(FilesystemConfig(root=path))
+            if access is not None:
+                connector.access = access
             claimed = self._claim(connector.source, trigger, None, connector)
             if isinstance(claimed, _Active):
                 threading.Thread(target=self._run_logged, args=(claimed,), name=f"ragline run {path}",

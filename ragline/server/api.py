@@ -14,13 +14,15 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from ragline.access.principals import AccessError
+from ragline.access.traces import check_trace_readable
 from ragline.connectors.base import ConnectorError
 from ragline.error_report import error_json
 from ragline.errors import StoreBusyError, StoreError
@@ -37,6 +39,11 @@ from ragline.tracing.store import Trace, TraceNotFound, TraceStore, trace_json
 log = logging.getLogger(__name__)
 MAX_TOP_K = 100
 QUERY_PATHS = frozenset({"/v1/query", "/v1/retrieve"})
+Principals = Annotated[
+    list[str] | None,
+    Field(description='Whom the call is for, e.g. ["user:hana", "group:hr"] (access control; groups are also '
+          "resolved by the server's [access] resolver). Required when the server has [access] enabled."),
+]
 
 
 class RetrieveRequest(BaseModel):
@@ -46,6 +53,7 @@ class RetrieveRequest(BaseModel):
     mode: Literal["dense", "sparse", "hybrid"] | None = None
     rerank: bool | None = None
     mmr: bool | None = None
+    principals: Principals = None
 
 
 class QueryRequest(BaseModel):
@@ -54,11 +62,13 @@ class QueryRequest(BaseModel):
     filters: Filters | None = None
     cache: bool = True
     stream: bool = Field(False, description="Answer as server-sent events: `delta` events, then one `answer`.")
+    principals: Principals = None
 
 
 class IngestRequest(BaseModel):
     source: str | None = Field(None, description="A configured [[sources]] name; omitted: every configured source.")
     paths: list[str] | None = Field(None, description="Files or folders on the server's machine (loopback clients only).")
+    readers: list[str] | None = Field(None, description="Default readers of the `paths` documents (as `ragline ingest --readers`).")
 
 
 def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
@@ -67,13 +77,13 @@ def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
 
 def error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The status and `error` object (the CLI's `--json` error) for a failure a request ends with."""
-    if isinstance(exc, (BudgetExceeded, ProviderError, StoreError, StoreBusyError, ValueError)):
+    if isinstance(exc, (BudgetExceeded, ProviderError, StoreError, StoreBusyError, ValueError, AccessError)):
         body = error_json(exc)["error"]
         return _STATUS.get(body["kind"], 502 if isinstance(exc, ProviderError) else 400), body
     return 500, {"kind": "internal", "message": f"{type(exc).__name__}: the server logged the details"}
 
 
-_STATUS = {"budget": 402, "store": 503, "store_busy": 503, "config": 400, "error": 400}
+_STATUS = {"budget": 402, "store": 503, "store_busy": 503, "config": 400, "error": 400, "access": 403}
 
 
 def create_app(service) -> FastAPI:
@@ -115,7 +125,7 @@ def create_app(service) -> FastAPI:
     def retrieve(body: RetrieveRequest) -> dict[str, Any]:
         with metrics.timed("retrieve"):
             hits = service.rag.retrieve(body.question, top_k=body.top_k, filters=body.filters, mode=body.mode,
-                                        rerank=body.rerank, mmr=body.mmr)  # fmt: skip
+                                        rerank=body.rerank, mmr=body.mmr, principals=body.principals)  # fmt: skip
         return {"hits": [hit.model_dump(mode="json") for hit in hits]}
 
     @app.post("/v1/query")
@@ -124,7 +134,8 @@ def create_app(service) -> FastAPI:
             return StreamingResponse(_events(body), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
         with metrics.timed("query"):
-            answer = service.rag.query(body.question, top_k=body.top_k, filters=body.filters, cache=body.cache)
+            answer = service.rag.query(body.question, top_k=body.top_k, filters=body.filters, cache=body.cache,
+                                       principals=body.principals)  # fmt: skip
         metrics.answered(answer)
         return answer.model_dump(mode="json")
 
@@ -132,7 +143,7 @@ def create_app(service) -> FastAPI:
         started = time.perf_counter()
         try:
             for event in service.rag.query_stream(body.question, top_k=body.top_k, filters=body.filters,
-                                                  cache=body.cache):  # fmt: skip
+                                                  cache=body.cache, principals=body.principals):  # fmt: skip
                 if isinstance(event, Answer):
                     metrics.answered(event)
                     yield _sse("answer", event.model_dump(mode="json"))
@@ -153,7 +164,7 @@ def create_app(service) -> FastAPI:
             return _error(403, "forbidden", "ingesting server paths is allowed from loopback clients only")
         if body.paths:
             try:
-                runs = service.start_paths([Path(p) for p in body.paths])
+                runs = service.start_paths([Path(p) for p in body.paths], body.readers)
             except ConnectorError as exc:
                 return _error(400, "input", str(exc))
         else:
@@ -183,26 +194,30 @@ def create_app(service) -> FastAPI:
     def schedules() -> dict[str, Any]:
         return {"schedules": service.scheduler.schedules()}
 
-    def load_trace(trace_id: str) -> Trace:
+    def load_trace(trace_id: str, principals: list[str] | None) -> Trace:
+        """A trace, shown only to callers who may read every chunk in it (`ragline.access.traces`)."""
+        viewer = service.rag.components.access.viewer(principals)
         try:
             reader = TraceStore.in_store(service.rag.path)
         except FileNotFoundError:
             raise HTTPException(404, "no traces recorded yet") from None
         try:
-            return reader.load(trace_id)
+            trace = reader.load(trace_id)
         except TraceNotFound as exc:
             raise HTTPException(404, str(exc)) from None
         finally:
             reader.close()
+        check_trace_readable(trace, viewer)
+        return trace
 
     @app.get("/v1/traces/{trace_id}")
-    def trace(trace_id: str) -> dict[str, Any]:
-        return trace_json(load_trace(trace_id))
+    def trace(trace_id: str, principals: Annotated[list[str] | None, Query()] = None) -> dict[str, Any]:
+        return trace_json(load_trace(trace_id, principals))
 
     @app.get("/traces/{trace_id}", response_class=HTMLResponse)
-    def trace_page(trace_id: str) -> HTMLResponse:
+    def trace_page(trace_id: str, principals: Annotated[list[str] | None, Query()] = None) -> HTMLResponse:
         """The trace's waterfall page (the one `ragline traces export` writes)."""
-        return HTMLResponse(trace_html(load_trace(trace_id)))
+        return HTMLResponse(trace_html(load_trace(trace_id, principals)))
 
     @app.get("/metrics")
     def prometheus() -> PlainTextResponse:

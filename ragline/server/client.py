@@ -66,15 +66,20 @@ class RemoteRag:
 
     # --- the Rag interface ---
 
-    def retrieve(self, question: str, top_k: int = 10, filters=None, *, mode=None, rerank=None, mmr=None) -> list[Hit]:
-        body = {"question": question, "top_k": top_k, "filters": filters, "mode": mode, "rerank": rerank, "mmr": mmr}
+    def retrieve(self, question: str, top_k: int = 10, filters=None, *, mode=None, rerank=None, mmr=None,
+                 principals: list[str] | None = None) -> list[Hit]:  # fmt: skip
+        body = {"question": question, "top_k": top_k, "filters": filters, "mode": mode, "rerank": rerank, "mmr": mmr,
+                "principals": principals}  # fmt: skip
         return [Hit.model_validate(hit) for hit in self._call("POST", "/v1/retrieve", json=body)["hits"]]
 
-    def query(self, question: str, *, top_k: int | None = None, filters=None, cache: bool = True) -> Answer:
-        return Answer.model_validate(self._call("POST", "/v1/query", json=_query(question, top_k, filters, cache)))
+    def query(self, question: str, *, top_k: int | None = None, filters=None, cache: bool = True,
+              principals: list[str] | None = None) -> Answer:  # fmt: skip
+        body = _query(question, top_k, filters, cache, principals)
+        return Answer.model_validate(self._call("POST", "/v1/query", json=body))
 
-    async def aquery(self, question: str, *, top_k: int | None = None, filters=None, cache: bool = True) -> Answer:
-        body = _query(question, top_k, filters, cache)
+    async def aquery(self, question: str, *, top_k: int | None = None, filters=None, cache: bool = True,
+                     principals: list[str] | None = None) -> Answer:  # fmt: skip
+        body = _query(question, top_k, filters, cache, principals)
         async with httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=TIMEOUT, trust_env=False) as http:
             try:
                 response = await http.post("/v1/query", json=body)
@@ -82,10 +87,10 @@ class RemoteRag:
                 raise self._unreachable(exc) from None
         return Answer.model_validate(_checked(response))
 
-    def query_stream(self, question: str, *, top_k: int | None = None, filters=None,
-                     cache: bool = True) -> Iterator[StreamChunk | Answer]:  # fmt: skip
+    def query_stream(self, question: str, *, top_k: int | None = None, filters=None, cache: bool = True,
+                     principals: list[str] | None = None) -> Iterator[StreamChunk | Answer]:  # fmt: skip
         """Text deltas as `StreamChunk`s, then the `Answer` (server-sent events)."""
-        body = {**_query(question, top_k, filters, cache), "stream": True}
+        body = {**_query(question, top_k, filters, cache, principals), "stream": True}
         with self._http.stream("POST", "/v1/query", json=body) as response:
             if response.status_code >= 400:
                 response.read()
@@ -99,7 +104,7 @@ class RemoteRag:
                     raise RemoteError(data["error"], response.status_code)
 
     def ingest(self, sources: str | Path | Iterable[str | Path] | None = None, *, show_progress: bool = False,
-               allow_mass_delete: bool | None = None) -> IngestReport:  # fmt: skip
+               allow_mass_delete: bool | None = None, readers: list[str] | None = None) -> IngestReport:  # fmt: skip
         """Start the run on the server and wait for it: paths (on this machine, which is the
         server's when routed by store directory) or, by default, every configured source."""
         if allow_mass_delete:
@@ -109,6 +114,8 @@ class RemoteRag:
         if sources is not None:
             items = [sources] if isinstance(sources, (str, Path)) else list(sources)
             body["paths"] = [str(Path(item).resolve()) for item in items]
+        if readers is not None:
+            body["readers"] = readers
         runs = self._call("POST", "/v1/ingest", json=body)["runs"]
         report = IngestReport()
         for run in runs:
@@ -139,8 +146,8 @@ class RemoteRag:
         self.close()
 
 
-def _query(question: str, top_k: int | None, filters, cache: bool) -> dict[str, Any]:
-    return {"question": question, "top_k": top_k, "filters": filters, "cache": cache}
+def _query(question: str, top_k: int | None, filters, cache: bool, principals: list[str] | None) -> dict[str, Any]:
+    return {"question": question, "top_k": top_k, "filters": filters, "cache": cache, "principals": principals}
 
 
 def _checked(response: httpx.Response) -> Any:

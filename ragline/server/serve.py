@@ -56,6 +56,8 @@ def serve(rag, *, host: str = "127.0.0.1", port: int = 8765, token: str | None =
     """Serve `rag`'s store until SIGTERM/SIGINT; `on_ready` gets the URL once it listens."""
     check_bind(host, token)
     store = rag.store  # takes the ownership lock now: a second server fails before binding
+    if rag.config.access.enabled:
+        rag.components.retriever  # noqa: B018 - runs the access self-test: never serve a store that ignores filters
     sock = bind(host, port)
     address = url_of(sock)
     ownership = getattr(store, "ownership", None)

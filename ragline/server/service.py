@@ -56,7 +56,7 @@ class StoreService:
         (importing torch, nltk, llama-index) holds the GIL for seconds, which stalled the
         queries made during the first ingest."""
         try:
-            self.rag.retrieve("warm up", top_k=1)
+            self.rag.components.retriever.retrieve("warm up", 1, readers=None)  # no results leave the server
             if self.rag.config.sources:  # what the first run would load while queries wait
                 self.rag.embedder.embed(["warm up"])
                 self.rag.components.ingestor  # noqa: B018 - the chunker: nltk and llama-index imports
@@ -75,8 +75,8 @@ class StoreService:
     def start_source(self, name: str) -> SourceRun:
         return self.runner.start(name, "api")
 
-    def start_paths(self, paths: list[Path]) -> list[SourceRun]:
-        return self.runner.start_paths(paths, "api")
+    def start_paths(self, paths: list[Path], readers: list[str] | None = None) -> list[SourceRun]:
+        return self.runner.start_paths(paths, "api", readers)
 
     def run_json(self, run: SourceRun) -> dict:
         """A run as the API shows it: the history's record, plus the full report while kept."""
