@@ -11,18 +11,17 @@ that echoes the document tokens it was shown, so a leaked answer would name them
 from __future__ import annotations
 
 import random
-import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from items_connector import TOKEN, ItemsConnector
 
 import ragline
 from ragline.access.groups import GroupResolverError
 from ragline.access.principals import PUBLIC, AccessError
-from ragline.connectors.base import Connector, KnownDocument, SourceItem, sha256_text
 from ragline.llm.fake import FakeProvider
 from ragline.pipelines.pipeline import Pipeline
 
@@ -39,7 +38,6 @@ MEMBERS = {"group:g1": {"user:u1", "group:g2"}, "group:g2": {"user:u2", "group:g
            "group:g3": {"user:u3", "group:g1"}, "group:solo": {"user:u4"}}  # fmt: skip
 TOPICS = ["salary bands", "vacation policy", "merger plans", "security incident", "hiring freeze", "board minutes"]
 OWNERS = ["user:u5"]
-TOKEN = re.compile(r"docid-\d+")
 
 
 def oracle(principals: list[str]) -> set[str]:
@@ -55,23 +53,6 @@ def oracle(principals: list[str]) -> set[str]:
 def visible(corpus: Mapping[str, tuple[str, list[str] | None]], principals: list[str]) -> set[str]:
     effective = oracle(principals)
     return {doc for doc, (_, readers) in corpus.items() if set(readers if readers is not None else OWNERS) & effective}
-
-
-class ItemsConnector(Connector):
-    """Documents given as text with their readers (None: unknown at the source)."""
-
-    def __init__(self, name: str, documents: Mapping[str, tuple[str, list[str] | None]], metadata: dict | None = None):
-        self.name, self.documents, self.metadata = name, dict(documents), metadata or {}
-        self.errors, self.keep = [], set()
-
-    @property
-    def source(self) -> str:
-        return f"test:{self.name}"
-
-    def items(self, known: Mapping[str, KnownDocument]) -> Iterator[SourceItem]:
-        for doc_id, (text, readers) in self.documents.items():
-            yield SourceItem(document_id=doc_id, source=self.source, version=sha256_text(text),
-                             content_hash=sha256_text(text), text=text, readers=readers, metadata=self.metadata)  # fmt: skip
 
 
 def make_corpus(seed: int, n: int) -> dict[str, tuple[str, list[str] | None]]:
