@@ -28,32 +28,25 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
 from functools import cached_property
 
 from pydantic import BaseModel
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from ragline.access.principals import READERS_FIELD, AccessError
 from ragline.access.readers import document_readers
-from ragline.connectors.base import Connector, ConnectorError, KnownDocument, SourceItem
+from ragline.connectors.base import Connector, ConnectorError, SourceItem
 from ragline.errors import StoreError
 from ragline.failpoints import failpoint
 from ragline.ingest.chunking import Chunker
 from ragline.ingest.config import IngestConfig
 from ragline.ingest.documents import RefusedDocument
 from ragline.ingest.embedding_cache import EmbeddingCache
+from ragline.ingest.known import KnownView
 from ragline.ingest.ledger import Ledger, LedgerEntry, Refusal
 from ragline.ingest.loading import load_item
 from ragline.ingest.parsing import ParseError
+from ragline.ingest.progress import ingest_progress
 from ragline.ingest.reconcile import Reconciliation, compare, repair
 from ragline.models import Chunk, IngestError, IngestReport
 from ragline.retrieval.embeddings import TextEmbedder
@@ -78,32 +71,6 @@ class _Parsed(BaseModel):
     readers: list[str]
 
 
-class _Current(Mapping[str, KnownDocument]):
-    """The connector's view of what it may skip, built per lookup: most connectors look up
-    few documents or none, so an unchanged re-run costs little more than reading the source.
-    Documents made with another fingerprint are left out: they must be re-read in full (no
-    conditional requests for them)."""
-
-    def __init__(self, known: dict[str, LedgerEntry], fingerprint: str, refused: dict[str, Refusal]):
-        self._known, self._fingerprint, self._refused = known, fingerprint, refused
-
-    def __getitem__(self, doc_id: str) -> KnownDocument:
-        if doc_id in self._refused:  # what the last run saw of a document it then refused
-            refusal = self._refused[doc_id]
-            return KnownDocument(version=refusal.version, content_hash=refusal.content_hash)
-        entry = self._known[doc_id]
-        if entry.fingerprint != self._fingerprint:
-            raise KeyError(doc_id)
-        return KnownDocument(version=entry.version, content_hash=entry.content_hash)
-
-    def __iter__(self) -> Iterator[str]:
-        ok = (doc_id for doc_id, e in self._known.items() if e.fingerprint == self._fingerprint)
-        return iter(dict.fromkeys([*ok, *self._refused]))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
 def _windows(batches: Iterator[list[_Parsed]]) -> Iterator[list[list[_Parsed]]]:
     """Consecutive write batches holding about EMBED_WINDOW chunks between them."""
     window: list[list[_Parsed]] = []
@@ -123,21 +90,6 @@ def _stopping(stop: threading.Event | None, report: IngestReport) -> bool:
     if stop is not None and stop.is_set():
         report.interrupted = True
     return report.interrupted
-
-
-def _progress(show: bool):
-    if not show:
-        return nullcontext()
-    return Progress(
-        TextColumn("[bold]ingest[/] {task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.completed} docs · {task.fields[chunks]} chunks"),
-        TextColumn("· {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
 
 
 class Ingestor:
@@ -313,7 +265,7 @@ class Ingestor:
         batch: list[_Parsed] = []
         size = 0
         refused_before = self.ledger.refusals(connector.source, self._refusal_settings)
-        for item in connector.items(_Current(known, self.fingerprint, refused_before)):
+        for item in connector.items(KnownView(known, self.fingerprint, refused_before)):
             if _stopping(stop, report):
                 return
             seen.add(item.document_id)
@@ -385,7 +337,7 @@ class Ingestor:
         self._reconcile(connector.source, known, report)
         seen: set[str] = set()
         refused: dict[str, Refusal] = {}  # documents refused by type or size this run
-        with _progress(show_progress) as progress:
+        with ingest_progress(show_progress) as progress:
             task = progress.add_task(connector.source, total=len(known) or None, chunks=0, rate="") if progress is not None else None
             done = 0
 
