@@ -1,16 +1,22 @@
 """Comparing two stored runs item by item, and the gate a candidate must pass.
 
-Items are paired by id; per metric the paired delta gets a bootstrap CI and a permutation
-p-value (McNemar for pass/fail metrics), and a verdict. The gate fails a candidate on a
-floor, on non-inferiority (the delta's CI upper bound below -margin), or on items that
-passed in the baseline and fail now; it reports a harness failure instead when the two
-runs are not comparable (other data, missing items, coverage below its floor).
+Items are paired by id and by whom they asked as (`principals_hash`): ids are unique within
+a dataset and the principals are part of its hash, so this only matters for `compare` of
+runs on different data, where an item asked as someone else is not the same item (it counts
+as missing from the candidate). Per metric the paired delta gets a bootstrap CI and a
+permutation p-value (McNemar for pass/fail metrics), and a verdict (`leakage_rate` is
+lower-is-better). The gate fails a candidate on a floor, on non-inferiority (the delta's CI
+bound beyond the margin on the worse side), on items that passed in the baseline and fail
+now, or, whatever the baseline, on any leak (`no_leaks`); it reports a harness failure
+instead when the two runs are not comparable (other data, missing items, coverage below its
+floor).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ragline.eval.leakage import LOWER_IS_BETTER, leak_reasons
 from ragline.eval.runs import ItemResult, RunRecord, RunStore
 from ragline.eval.scores import Score
 from ragline.eval.stats import compare_metric, flaky_items, flip_rate, flips, per_item_variance
@@ -19,10 +25,17 @@ from ragline.eval.suite import GateSection
 GATE_PASSED, GATE_REGRESSION, GATE_HARNESS_FAILURE = 0, 1, 2
 
 
+def _same(baseline: ItemResult, candidate: ItemResult | None) -> bool:
+    """The same item: one id, asked as the same principals."""
+    return candidate is not None and candidate.principals_hash == baseline.principals_hash
+
+
 def _aligned(baseline: dict[str, ItemResult], candidate: dict[str, ItemResult], metric: str) -> tuple[list[Score], list[Score], list[str]]:
     ids = [item_id for item_id in baseline if metric in baseline[item_id].scores]
     missing = Score.error("missing from the candidate run")
-    pairs = [(baseline[i].scores[metric], candidate[i].scores.get(metric, missing) if i in candidate else missing) for i in ids]
+    pairs = [(baseline[i].scores[metric],
+              candidate[i].scores.get(metric, missing) if _same(baseline[i], candidate.get(i)) else missing)
+             for i in ids]  # fmt: skip
     return [b for b, _ in pairs], [c for _, c in pairs], ids
 
 
@@ -36,14 +49,15 @@ def compare_runs(store: RunStore, baseline_id: str, candidate_id: str, *, alpha:
         if metric not in candidate_run.metrics:
             continue
         before, after, ids = _aligned(baseline, candidate, metric)
-        result = compare_metric(metric, before, after, alpha=alpha)
+        result = compare_metric(metric, before, after, alpha=alpha, higher_is_better=metric not in LOWER_IS_BETTER)
         metrics[metric] = {
             "delta": result.delta, "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value,
             "verdict": result.verdict, "baseline_mean": result.baseline_mean, "candidate_mean": result.candidate_mean,
             "items": result.items, "test": result.test, "mde": result.mde,
         }  # fmt: skip
-        regressed, _ = flips(before, after)
-        flipped.update(ids[i] for i in regressed)
+        if metric not in LOWER_IS_BETTER:  # pass/fail is "at least 0.5"; a leak is gated on its own
+            regressed, _ = flips(before, after)
+            flipped.update(ids[i] for i in regressed)
     return {"baseline": baseline_id, "candidate": candidate_id, "metrics": metrics,
             "flaky": flaky(store, candidate_run), "flipped": sorted(flipped)}  # fmt: skip
 
@@ -51,7 +65,8 @@ def compare_runs(store: RunStore, baseline_id: str, candidate_id: str, *, alpha:
 def _repeat_scores(store: RunStore, run: RunRecord) -> tuple[list[str], dict[str, list[list[Score]]]]:
     """Item ids common to every repeat of `run`'s group, and per metric each repeat's scores."""
     repeats = [store.items(r.run_id) for r in store.group(run)]
-    ids = sorted(set.intersection(*(set(items) for items in repeats))) if repeats else []
+    keys = [{(i, item.principals_hash) for i, item in items.items()} for items in repeats]
+    ids = sorted(i for i, _ in set.intersection(*keys)) if repeats else []
     missing = Score.error("missing")
     return ids, {m: [[items[i].scores.get(m, missing) for i in ids] for items in repeats] for m in run.metrics}
 
@@ -74,6 +89,11 @@ def repeat_summary(store: RunStore, run: RunRecord) -> dict[str, Any]:
     return summary
 
 
+def leak_gate(store: RunStore, candidate: RunRecord, policy: GateSection) -> list[str]:
+    """The absolute gate: why the candidate fails on leaks (empty: none, or `no_leaks` off)."""
+    return leak_reasons(store.items(candidate.run_id).values()) if policy.no_leaks else []
+
+
 def gate(store: RunStore, baseline: RunRecord, candidate: RunRecord, policy: GateSection) -> tuple[dict[str, Any], int]:
     """`eval gate --json` (the comparison plus passed and reasons) and the exit code."""
     comparison = compare_runs(store, baseline.run_id, candidate.run_id, alpha=policy.alpha)
@@ -87,7 +107,13 @@ def gate(store: RunStore, baseline: RunRecord, candidate: RunRecord, policy: Gat
         if floor is not None and (summary.mean is None or summary.mean < floor):
             quality.append(f"{name}: mean {summary.mean} is below the floor {floor}")
     for name, result in comparison["metrics"].items():
-        if result["ci_high"] is not None and result["ci_high"] < -policy.margin:
+        if name in LOWER_IS_BETTER:
+            if result["ci_low"] is not None and result["ci_low"] > policy.margin:
+                quality.append(
+                    f"{name}: worse by {result['delta']:.3f} ({1 - policy.alpha:.0%} CI {result['ci_low']:.3f} to "
+                    f"{result['ci_high']:.3f}, p = {result['p_value']:.3g}); the margin is {policy.margin}"
+                )
+        elif result["ci_high"] is not None and result["ci_high"] < -policy.margin:
             quality.append(
                 f"{name}: worse by {-result['delta']:.3f} ({1 - policy.alpha:.0%} CI {result['ci_low']:.3f} to "
                 f"{result['ci_high']:.3f}, "
@@ -95,6 +121,7 @@ def gate(store: RunStore, baseline: RunRecord, candidate: RunRecord, policy: Gat
             )
     if policy.no_new_failures and comparison["flipped"]:
         quality.append(f"{len(comparison['flipped'])} items passed in the baseline and fail now")
+    quality += leak_gate(store, candidate, policy)
     reasons = harness + quality
     code = GATE_HARNESS_FAILURE if harness else GATE_REGRESSION if quality else GATE_PASSED
     return {**comparison, "passed": code == GATE_PASSED, "reasons": reasons}, code

@@ -1,7 +1,9 @@
 """Eval datasets: the items a suite asks about, and the corpus some formats bring along.
 
 - `jsonl`: one object per line with `id`, `question`, and any of `reference_answer`,
-  `relevant_document_ids` (a list, or an object of graded relevance), `label`, `metadata`.
+  `relevant_document_ids` (a list, or an object of graded relevance), `label`, `metadata`,
+  and who asks: `principal` ("user:ann") and/or `principals` (a list), merged. Such an item
+  is answered as them and scored for `leakage_rate` (`ragline.eval.leakage`).
 - `pubmedqa`: the PubMedQA JSON keyed by PMID (QUESTION, CONTEXTS, LONG_ANSWER,
   final_decision); each entry's contexts are its corpus document, the PMID its id.
 - `beir`: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/*.tsv or qrels.tsv).
@@ -18,8 +20,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from ragline.access.principals import AccessError, check_principals
 from ragline.connectors.base import Connector, KnownDocument, SourceItem
 from ragline.connectors.dataset import record_item
 
@@ -38,6 +41,17 @@ class EvalItem(BaseModel):
     relevant_document_ids: dict[str, int] = Field(default_factory=dict, description="Document id -> graded relevance.")
     label: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    principals: list[str] = Field(
+        default_factory=list, description="Who asks (sorted, no repeats); empty: unrestricted, as before access."
+    )
+
+    @field_validator("principals")
+    @classmethod
+    def _principals(cls, values: list[str]) -> list[str]:
+        try:
+            return check_principals(values)
+        except AccessError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class CorpusDocument(BaseModel):
@@ -74,6 +88,23 @@ def _graded(value: Any, where: str) -> dict[str, int]:
     raise DatasetError(f"{where}: relevant_document_ids must be a list or an object of grades")
 
 
+def _principals(record: dict[str, Any], where: str) -> list[str]:
+    """`principal` and `principals` of a JSONL record, merged and checked (null: absent). An
+    empty list is refused: it is more likely a bug than a wish to ask unrestricted."""
+    single, many = record.pop("principal", None), record.pop("principals", None)
+    values: list[Any] = [] if single is None else [single]
+    if many is not None:
+        if not isinstance(many, list):
+            raise DatasetError(f'{where}: principals must be a list, e.g. ["user:ann"], not {many!r:.80}')
+        if not many:
+            raise DatasetError(f"{where}: principals is empty: name who asks, or leave it out to ask unrestricted")
+        values += many
+    try:
+        return check_principals(values)
+    except AccessError as exc:
+        raise DatasetError(f"{where}: {exc}") from None
+
+
 def _jsonl(path: Path, limit: int | None) -> list[EvalItem]:
     items: list[EvalItem] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):  # not at U+2028
@@ -83,6 +114,7 @@ def _jsonl(path: Path, limit: int | None) -> list[EvalItem]:
         try:
             record = json.loads(line)
             record["relevant_document_ids"] = _graded(record.get("relevant_document_ids"), where)
+            record["principals"] = _principals(record, where)
             items.append(EvalItem.model_validate({**record, "id": str(record.get("id", ""))}))
         except (json.JSONDecodeError, ValidationError, AttributeError, TypeError) as exc:
             raise DatasetError(f"{where}: not an eval item ({exc})") from None

@@ -1,5 +1,6 @@
 """`ragline eval gate`: the current prompt versions against a baseline, by run id or by
-prompt label (the stored run of the versions that label names, same settings and data)."""
+prompt label (the stored run of the versions that label names, same settings and data).
+Leaks are gated whether or not a baseline is found (`compare.leak_gate`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragline.eval.compare import GATE_HARNESS_FAILURE, gate
+from ragline.eval.compare import GATE_HARNESS_FAILURE, gate, leak_gate
 from ragline.eval.datasets import load_dataset
 from ragline.eval.harness import prompt_versions, settings_hash, settings_of
 from ragline.eval.runs import RunRecord, RunStore
@@ -55,7 +56,8 @@ def gate_suite(rag, suite: Suite, baseline_ref: str, *, run: Callable[[], RunRec
         baseline = _baseline(store, rag, suite, baseline_ref, candidate)
         if isinstance(baseline, str):
             empty = {"baseline": None, "candidate": candidate.run_id, "metrics": {}, "flaky": [], "flipped": []}
-            return {**empty, "passed": False, "reasons": [baseline]}, GATE_HARNESS_FAILURE
+            reasons = [baseline, *leak_gate(store, candidate, suite.gate)]
+            return {**empty, "passed": False, "reasons": reasons}, GATE_HARNESS_FAILURE
         return gate(store, baseline, candidate, suite.gate)
     finally:
         store.close()

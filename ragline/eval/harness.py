@@ -5,6 +5,10 @@ each answer, and store the run with everything that shapes its answers.
 A failed item (provider error, timeout, budget refusal) is stored with its error and scores
 `error(kind)` on every metric: it lowers coverage, it is never skipped. Model calls go
 through the store's model stack, so `--record` / `--replay` make a run reproducible.
+
+An item with principals is answered as them (the store filters by readers, as for any
+caller) and scored for `leakage_rate`; one without is answered unrestricted, which a store
+with `[access] enabled` refuses before anything runs (the library's own error).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import uuid
 from collections.abc import Callable
 from importlib.metadata import version as package_version
 
+from ragline.access.principals import AccessError, principals_hash
 from ragline.eval.answer_metrics import abstained
 from ragline.eval.datasets import CorpusConnector, Dataset, EvalItem, load_dataset
 from ragline.eval.item_metrics import failed_item, score_item
 from ragline.eval.judge import JUDGE_METRIC, JUDGE_PROMPT, Judge
+from ragline.eval.leakage import LEAKAGE_METRIC, Viewers, leakage_rate, with_leakage
 from ragline.eval.model_metrics import MODEL_METRICS, ModelJudges
 from ragline.eval.runs import ItemResult, MetricSummary, RunRecord, RunStore
 from ragline.eval.scores import aggregate
@@ -73,22 +79,36 @@ def _judge(rag, suite: Suite) -> Judge | None:
     return Judge(llm=rag.components.llm.llm(cache=True), prompt=rag.prompt(JUDGE_PROMPT))
 
 
+def metric_names(suite: Suite, dataset: Dataset) -> list[str]:
+    """What a run scores: the suite's metrics, plus `leakage_rate` when any item has a principal."""
+    return with_leakage(suite.metrics.names, (item.principals for item in dataset.items))
+
+
+def _identity(item: EvalItem) -> dict:
+    hashed = principals_hash(item.principals) if item.principals else None
+    return {"principals": item.principals, "principals_hash": hashed}
+
+
 async def _answer(
-    rag, pipeline, item: EvalItem, suite: Suite, labels, gate: asyncio.Semaphore, judges: ModelJudges | None,
-    judge: Judge | None,
+    rag, pipeline, item: EvalItem, names: list[str], labels, gate: asyncio.Semaphore, judges: ModelJudges | None,
+    judge: Judge | None, viewers: Viewers,
 ) -> ItemResult:
     async with gate:
         started = time.perf_counter()
         try:
-            answer = await rag.arun_pipeline(pipeline, item.question)
-        except Exception as exc:  # every failure is the item's outcome, with its kind
+            viewer = viewers.of(item.principals)  # a resolver failure fails the item, as it would the query
+            answer = await rag.arun_pipeline(pipeline, item.question, principals=item.principals or None)
+        except Exception as exc:  # noqa: BLE001 - every failure is the item's outcome, with its kind
             kind = getattr(exc, "kind", None) or type(exc).__name__
             return ItemResult(
                 item_id=item.id, question=item.question, reference=item.reference_answer, error=f"{kind}: {exc}"[:500],
-                latency_ms=(time.perf_counter() - started) * 1000, scores=failed_item(suite.metrics.names, kind),
+                latency_ms=(time.perf_counter() - started) * 1000, scores=failed_item(names, kind), **_identity(item),
             )  # fmt: skip
         latency_ms = (time.perf_counter() - started) * 1000
-        scores = await asyncio.to_thread(score_item, item, answer, suite.metrics.names, labels, judges)
+        scores = await asyncio.to_thread(score_item, item, answer, names, labels, judges)
+        leaked: list[str] = []
+        if LEAKAGE_METRIC in names:
+            scores[LEAKAGE_METRIC], leaked = leakage_rate(viewer, answer.sources, answer.citations)
         if judge is not None:
             scores[JUDGE_METRIC] = await judge.score(item.id, item.question, answer.text, item.reference_answer)
     return ItemResult(
@@ -96,16 +116,31 @@ async def _answer(
         cited=[c.document_id for c in answer.citations], cited_texts=[c.text[:CITED_TEXT_CHARS] for c in answer.citations],
         reference=item.reference_answer, abstained=abstained(answer.text), latency_ms=latency_ms,
         cost_usd=answer.cost_usd, scores=scores, judge_reply=judge.raw.get(item.id) if judge else None,
+        leaked_chunks=leaked, **_identity(item),
     )  # fmt: skip
+
+
+def check_identities(rag, suite: Suite, dataset: Dataset) -> None:
+    """Refuse, before anything runs, items without a principal on a store whose `[access]`
+    requires one: the library's AccessError, naming the items."""
+    anonymous = [item.id for item in dataset.items if not item.principals]
+    if not anonymous:
+        return
+    try:
+        rag.components.access.viewer(None)
+    except AccessError as exc:
+        shown = ", ".join(anonymous[:10]) + (f" and {len(anonymous) - 10} more" if len(anonymous) > 10 else "")
+        raise AccessError(f"{exc} (suite {suite.name!r}: items without a principal: {shown})") from exc
 
 
 async def _answer_all(rag, suite: Suite, dataset: Dataset, tick: Progress | None) -> list[ItemResult]:
     pipeline = rag.get_pipeline(suite.pipeline.name)
     gate = asyncio.Semaphore(suite.concurrency)
     judges, judge = _judges(rag, suite), _judge(rag, suite)
+    names, viewers = metric_names(suite, dataset), Viewers(rag.components.access)
 
     async def one(item: EvalItem) -> ItemResult:
-        result = await _answer(rag, pipeline, item, suite, dataset.labels, gate, judges, judge)
+        result = await _answer(rag, pipeline, item, names, dataset.labels, gate, judges, judge, viewers)
         if tick:
             tick(1)
         return result
@@ -119,12 +154,13 @@ def run_suite(
     """Run `suite` against `rag`'s store and save the run (in `store`, default the store's);
     `repeat_group` ties repeated runs together for flakiness."""
     dataset = load_dataset(suite.dataset.path, suite.dataset.format, limit=suite.dataset.limit, name=suite.name)
+    check_identities(rag, suite, dataset)
     ingest_corpus(rag, dataset, suite)
     settings = settings_of(rag, suite)
     spent_before = rag.budget.run.spent
     items = asyncio.run(_answer_all(rag, suite, dataset, tick))
     metrics = {}
-    for name in suite.metrics.names:
+    for name in metric_names(suite, dataset):
         scores = [item.scores[name] for item in items]
         summary = aggregate(scores)
         values = [s.value for s in scores if s.ok]

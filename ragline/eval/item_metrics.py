@@ -5,8 +5,10 @@ Names: `exact_match`, `token_f1`, `rouge_l`, `label_accuracy`, `citation_validit
 (documents in the order shown to the model) with a cut-off: `hit@k`, `recall@k`,
 `precision@k`, `mrr@k`, `ndcg@k`, `map@k`; with local models, `answer_similarity` and
 `source_support` (`ragline.eval.model_metrics`); `judge_correctness`, an LLM judge
-(`ragline.eval.judge`). An item that failed to answer scores
-`error(kind)` on every metric, so it counts against coverage instead of vanishing.
+(`ragline.eval.judge`); `leakage_rate`, what the item's principal got but may not read
+(`ragline.eval.leakage`; the harness scores it, added to any suite with a principal). An
+item that failed to answer scores `error(kind)` on every metric, so it counts against
+coverage instead of vanishing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ragline.eval import answer_metrics as am
 from ragline.eval import metrics as rm
 from ragline.eval.datasets import EvalItem
 from ragline.eval.judge import JUDGE_METRIC
+from ragline.eval.leakage import LEAKAGE_METRIC
 from ragline.eval.model_metrics import MODEL_METRICS, ModelJudges
 from ragline.eval.scores import Score
 from ragline.models import Answer
@@ -39,16 +42,17 @@ _RANKING_METRICS = {
     "hit": rm.hit_at_k, "recall": rm.recall_at_k, "precision": rm.precision_at_k,
     "mrr": rm.mrr_at_k, "ndcg": rm.ndcg_at_k, "map": rm.average_precision,
 }  # fmt: skip
+_HARNESS_METRICS = (JUDGE_METRIC, LEAKAGE_METRIC)  # scored by the harness, not here
 _CUT = re.compile(r"^(?P<name>[a-z]+)@(?P<k>[1-9]\d{0,3})$")
 
 
 def check_metric_names(names: Sequence[str]) -> None:
     unknown = [
-        n for n in names if n not in _ANSWER_METRICS and n not in MODEL_METRICS and n != JUDGE_METRIC
+        n for n in names if n not in _ANSWER_METRICS and n not in MODEL_METRICS and n not in _HARNESS_METRICS
         and not ((m := _CUT.match(n)) and m["name"] in _RANKING_METRICS)
     ]  # fmt: skip
     if unknown:
-        known = [*_ANSWER_METRICS, *MODEL_METRICS, JUDGE_METRIC, *(f"{name}@k" for name in _RANKING_METRICS)]
+        known = [*_ANSWER_METRICS, *MODEL_METRICS, *_HARNESS_METRICS, *(f"{name}@k" for name in _RANKING_METRICS)]
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
@@ -58,8 +62,8 @@ def score_item(
     ranking = [source.document_id for source in answer.sources]
     scores: dict[str, Score] = {}
     for name in names:
-        if name == JUDGE_METRIC:
-            continue  # an async model call: the harness scores it (ragline.eval.judge)
+        if name in _HARNESS_METRICS:
+            continue  # the harness scores these: an async model call, and the item's viewer
         if name in _ANSWER_METRICS:
             scores[name] = _ANSWER_METRICS[name](item, answer, labels)
         elif name in MODEL_METRICS:

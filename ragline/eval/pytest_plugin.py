@@ -3,6 +3,8 @@ one test per metric, each asserting the metric's floor (`[gate] floors`) or, wit
 that the metric scored at least `[gate] min_coverage` of the items. With
 `--ragline-per-item`, one test per dataset item instead: an item fails when it could not be
 answered or when a metric with a floor scored below it (a missing score counts against it).
+A suite with principals also gets a `leakage_rate` test (per item: part of each item's),
+failing on any leak unless `[gate] no_leaks = false`.
 
     pytest evals/ --ragline-store .ragline --ragline-config ragline.toml [--ragline-per-item]
 
@@ -35,18 +37,18 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path):
 
 class SuiteFile(pytest.File):
     def collect(self):
+        from ragline.eval.datasets import load_dataset
+        from ragline.eval.harness import metric_names
         from ragline.eval.suite import load_suite
 
         suite = load_suite(self.path)
         self._suite, self._run, self._items = suite, None, {}
+        dataset = load_dataset(suite.dataset.path, suite.dataset.format, limit=suite.dataset.limit, name=suite.name)
         if self.config.option.ragline_per_item:
-            from ragline.eval.datasets import load_dataset
-
-            dataset = load_dataset(suite.dataset.path, suite.dataset.format, limit=suite.dataset.limit, name=suite.name)
             for item in dataset.items:
                 yield DatasetItem.from_parent(self, name=item.id, item_id=item.id)
         else:
-            for metric in suite.metrics.names:
+            for metric in metric_names(suite, dataset):
                 yield MetricItem.from_parent(self, name=metric, metric=metric)
 
     def result(self):
@@ -81,10 +83,16 @@ class MetricItem(_SuiteTest):
         self.metric = metric
 
     def runtest(self) -> None:
+        from ragline.eval.leakage import LEAKAGE_METRIC, leak_reasons
+
         suite, run = self.parent.result()
         summary = run.metrics[self.metric]
         floor = suite.gate.floors.get(self.metric)
-        if floor is not None:
+        if self.metric == LEAKAGE_METRIC:
+            reasons = leak_reasons(self.parent._items.values()) if suite.gate.no_leaks else []
+            if reasons:
+                raise MetricFailure(f"{reasons[0]} (run {run.run_id})")
+        elif floor is not None:
             if summary.mean is None or summary.mean < floor:
                 raise MetricFailure(f"{self.metric}: mean {summary.mean} below the floor {floor} (run {run.run_id})")
         elif summary.coverage < suite.gate.min_coverage:
@@ -102,11 +110,16 @@ class DatasetItem(_SuiteTest):
         self.item_id = item_id
 
     def runtest(self) -> None:
+        from ragline.eval.leakage import LEAKAGE_METRIC
+
         suite, run = self.parent.result()
         result = self.parent.item_result(self.item_id)
         if result.error:
             raise MetricFailure(f"item {self.item_id}: not answered ({result.error}) (run {run.run_id})")
         below = []
+        if suite.gate.no_leaks and result.leaked_chunks:
+            below.append(f"{LEAKAGE_METRIC}: got {', '.join(result.leaked_chunks[:10])}, which "
+                         f"{', '.join(result.principals)} may not read")  # fmt: skip
         for metric, floor in suite.gate.floors.items():
             score = result.scores.get(metric)
             if score is None or not score.ok or score.value < floor:

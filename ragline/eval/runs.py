@@ -1,7 +1,8 @@
 """Stored eval runs: `eval.sqlite` in the store directory. A run keeps everything needed to
 trust a comparison later: the suite, the dataset's content hash, the hash of every setting
 that shapes answers, every prompt version used, the models, ragline's version, and per
-item the answer, its sources, citations and scores."""
+item the answer, its sources, citations and scores, and whom it asked as (with the chunks
+that leaked to them)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ class ItemResult(BaseModel):
     cost_usd: float = 0.0
     scores: dict[str, Score] = Field(default_factory=dict)
     judge_reply: str | None = Field(None, description="The LLM judge's raw reply, kept whether it parsed or not.")
+    principals: list[str] = Field(default_factory=list, description="Who the item asked as (empty: unrestricted).")
+    principals_hash: str | None = Field(
+        None, description="`principals_hash` of them (None: unrestricted); part of the key `compare` pairs items by."
+    )
+    leaked_chunks: list[str] = Field(
+        default_factory=list, description="Chunk ids returned that the principals may not read."
+    )
 
 
 class MetricSummary(BaseModel):

@@ -13,6 +13,7 @@ the file and the closest valid key, like every ragline config.
     names = ["token_f1", "rouge_l", "hit@3", "citation_validity", "label_accuracy"]
     [gate]
     margin = 0.02
+    # no_leaks = true   # the default: any item whose principal got a chunk it may not read fails
 
 A relative dataset path is resolved against the suite file's folder first, then the
 working directory.
@@ -28,6 +29,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from ragline.eval.datasets import Format
 from ragline.eval.item_metrics import check_metric_names
+from ragline.eval.leakage import LEAKAGE_METRIC
 from ragline.pipelines.pipeline import NoAliasLoader
 from ragline.settings import Section, problems
 
@@ -65,7 +67,18 @@ class GateSection(Section):
         0.8, ge=0.0, le=1.0, description="Below this share of answered items (no error) the run is a harness failure."
     )
     no_new_failures: bool = Field(False, description="Fail when an item that passed in the baseline fails now.")
+    no_leaks: bool = Field(
+        True, description="Fail when any item with a principal got a chunk it may not read (leakage_rate > 0), "
+        "whatever the baseline, margin and floors.",
+    )
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
+
+    @field_validator("floors")
+    @classmethod
+    def _no_leakage_floor(cls, floors: dict[str, float]) -> dict[str, float]:
+        if LEAKAGE_METRIC in floors:
+            raise ValueError(f"{LEAKAGE_METRIC} takes no floor: any leak fails the run (no_leaks, on by default)")
+        return floors
 
 
 class Suite(Section):
