@@ -14,13 +14,17 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace as otel
+
 from ragline.access.principals import Viewer
 from ragline.components import Components
 from ragline.config import RaglineConfig, load_config
 from ragline.connectors.base import Connector
+from ragline.connectors.registry import ingest_connectors
 from ragline.llm.base import LLMProvider, StreamChunk
 from ragline.llm.chain import deadline
 from ragline.models import Answer, Hit, IngestError, IngestReport
+from ragline.pipelines.answer_cache import answer_key
 from ragline.pipelines.config import check_question
 from ragline.pipelines.context import StepContext
 from ragline.pipelines.pipeline import Pipeline, default_pipeline, find_pipeline
@@ -31,7 +35,7 @@ from ragline.retrieval.embeddings import TextEmbedder
 from ragline.retrieval.ownership import read_owner
 from ragline.retrieval.store import Filters, SearchMode
 from ragline.text import valid_unicode
-from ragline.tracing.spans import record_hits
+from ragline.tracing.spans import record_chunks, record_hits
 
 
 def open(  # noqa: A001 - the public entry point is `ragline.open`
@@ -108,39 +112,6 @@ class Rag:
 
     # --- ingest ---
 
-    def _connectors(self, sources, readers: list[str] | None) -> Iterator[Connector | IngestError]:
-        """Connectors for what `ingest` was given (with `readers` as their default readers);
-        a source that cannot even be set up becomes an error entry, so the other sources still run."""
-        from ragline.access.readers import SourceAccess
-        from ragline.connectors.base import ConnectorError
-        from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
-        from ragline.connectors.registry import source_connector
-
-        if sources is None:
-            if not self.config.sources:
-                raise ValueError("nothing to ingest: give paths, or configure [[sources]] in ragline.toml")
-            if readers is not None:
-                raise ValueError("readers= is for the paths or connectors given; set `readers` on each [[sources]] entry")
-            for entry in self.config.sources:
-                try:
-                    yield source_connector(entry)
-                except (ValueError, ConnectorError) as exc:
-                    yield IngestError(document=f"[[sources]] kind={entry.kind}", error=str(exc))
-            return
-        access = SourceAccess.of(readers) if readers is not None else None
-        if isinstance(sources, (str, Path, Connector)):
-            sources = [sources]
-        for source in sources:
-            if not isinstance(source, Connector):
-                try:
-                    source = FilesystemConnector(FilesystemConfig(root=Path(source)))
-                except ConnectorError as exc:
-                    yield IngestError(document=str(source), error=str(exc))
-                    continue
-            if access is not None:
-                source.access = access
-            yield source
-
     def ingest(
         self,
         sources: str | Path | Connector | Iterable[str | Path | Connector] | None = None,
@@ -165,7 +136,7 @@ class Rag:
         see another run's uncommitted writes."""
         total = IngestReport()
         with self._ingesting:
-            for source in self._connectors(sources, readers):
+            for source in ingest_connectors(sources, self.config.sources, readers):
                 if isinstance(source, IngestError):
                     total.failed += 1
                     total.errors.append(source)
@@ -245,7 +216,7 @@ class Rag:
         if isinstance(pipeline, Pipeline):
             return pipeline
         if pipeline == "default":
-            return default_pipeline(self.components.retriever, self.config.query)
+            return default_pipeline(self.config.retrieval, self.config.query)
         return find_pipeline(pipeline, Path(self.config.pipelines.dir))
 
     def query(
@@ -253,10 +224,11 @@ class Rag:
         principals: list[str] | None = None,
     ) -> Answer:
         """Answer from the retrieved chunks, citing them as numbered sources (the default
-        pipeline). `cache=False` skips the response cache (neither read nor written).
+        pipeline). `cache=False` skips the answer and response caches (neither read nor written).
         `principals`: whose query it is (see `retrieve`); cached answers are kept per
         effective principal set."""
-        return self._run(self._default(top_k, filters), question, root="query", cache=cache, principals=principals)
+        return self._run(self._default(top_k, filters), question, root="query", cache=cache, principals=principals,
+                         remember=True)  # fmt: skip
 
     def query_stream(
         self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True,
@@ -268,23 +240,30 @@ class Rag:
         stream raises `StreamInterrupted` with the partial text."""
         pipeline = self._default(top_k, filters)
         viewer = self.components.access.viewer(principals)
+        key = self._answer_key(pipeline, question, viewer, cache)
         scope = self._scope(question, "query", viewer)
         state: QueryState | None = None
         try:
             trace = scope.run(trace_id)
-            stream = scope.run(
-                self._runner(viewer, cache).stream, pipeline.steps, QueryState(question=valid_unicode(question))
-            )
-            for item in scope.iterate(stream):
-                if isinstance(item, QueryState):
-                    state = item
-                else:
-                    yield item
+            hit = scope.run(self._remembered, key, trace) if key else None
+            if hit is None:
+                stream = scope.run(
+                    self._runner(viewer, cache).stream, pipeline.steps, QueryState(question=valid_unicode(question))
+                )
+                for item in scope.iterate(stream):
+                    if isinstance(item, QueryState):
+                        state = item
+                    else:
+                        yield item
         except BaseException as error:
             scope.close(error)
             raise
         scope.close()
-        yield final_answer(pipeline, state or QueryState(question=valid_unicode(question)), trace)
+        if hit is not None:  # a remembered answer streams as one delta
+            yield StreamChunk(delta=hit.text)
+            yield hit
+            return
+        yield self._remember(key, final_answer(pipeline, state or QueryState(question=valid_unicode(question)), trace))
 
     async def aquery(
         self, question: str, *, top_k: int | None = None, filters: Filters | None = None, cache: bool = True,
@@ -293,7 +272,7 @@ class Rag:
         """`query` for asyncio callers: retrieval runs in worker threads, model calls are
         native async, so many queries can wait on remote providers at once."""
         return await self._arun(self._default(top_k, filters), question, root="query", cache=cache,
-                                principals=principals)  # fmt: skip
+                                principals=principals, remember=True)  # fmt: skip
 
     def run_pipeline(self, pipeline: Pipeline | str, question: str, *, principals: list[str] | None = None) -> Answer:
         """Answer with a pipeline (an object, or a name in `[pipelines] dir`; "default" is built in);
@@ -308,7 +287,7 @@ class Rag:
         return await self._arun(pipeline, question, root=f"pipeline {pipeline.name}", principals=principals)
 
     def _default(self, top_k: int | None, filters: Filters | None) -> Pipeline:
-        return default_pipeline(self.components.retriever, self.config.query, top_k=top_k, filters=filters)
+        return default_pipeline(self.config.retrieval, self.config.query, top_k=top_k, filters=filters)
 
     def _runner(self, viewer: Viewer, cache: bool = True) -> PipelineRunner:
         context = StepContext(
@@ -330,32 +309,64 @@ class Rag:
     def _scope(self, question: str, root: str, viewer: Viewer) -> QueryScope:
         return QueryScope(*self._scope_managers(question, root, viewer))
 
+    def _answer_key(self, pipeline: Pipeline, question: str, viewer: Viewer, cache: bool) -> str | None:
+        """The answer-cache key of a default query, None when answers are not cached; read
+        before retrieval, so an answer is stored under the generation it was built at."""
+        if not cache or self.components.answers is None:
+            return None
+        return answer_key(
+            self.config, question=valid_unicode(question), pipeline=pipeline.to_dict(),
+            prompt_version=self.synthesis_prompt.version, model_identity=self.components.model_identity(),
+            partition=viewer.partition, generation=self.ledger.generation(),
+        )  # fmt: skip
+
+    def _remembered(self, key: str, trace: str) -> Answer | None:
+        hit = self.components.answers.get(key, trace_id=trace)
+        span = otel.get_current_span()
+        span.set_attribute("ragline.cache.answer_hit", hit is not None)
+        if hit is not None:  # what the answer shows, so its trace is hidden from whoever may not read it
+            record_chunks(span, hit.sources, prefix="ragline.answer")
+        return hit
+
+    def _remember(self, key: str | None, answer: Answer) -> Answer:
+        if key is not None:
+            self.components.answers.put(key, answer)
+        return answer
+
     def _run(
-        self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True, principals: list[str] | None = None
+        self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True, principals: list[str] | None = None,
+        remember: bool = False,
     ) -> Answer:
         viewer = self.components.access.viewer(principals)
+        key = self._answer_key(pipeline, question, viewer, cache) if remember else None
         scope = self._scope(question, root, viewer)
         try:
             trace = scope.run(trace_id)
-            state = scope.run(
-                self._runner(viewer, cache).run, pipeline.steps, QueryState(question=valid_unicode(question))
-            )
+            hit = scope.run(self._remembered, key, trace) if key else None
+            if hit is None:
+                state = scope.run(
+                    self._runner(viewer, cache).run, pipeline.steps, QueryState(question=valid_unicode(question))
+                )
         except BaseException as error:
             scope.close(error)
             raise
         scope.close()
-        return final_answer(pipeline, state, trace)
+        return hit or self._remember(key, final_answer(pipeline, state, trace))
 
     async def _arun(
-        self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True, principals: list[str] | None = None
+        self, pipeline: Pipeline, question: str, *, root: str, cache: bool = True, principals: list[str] | None = None,
+        remember: bool = False,
     ) -> Answer:
         viewer = self.components.access.viewer(principals)
+        key = self._answer_key(pipeline, question, viewer, cache) if remember else None
         with ExitStack() as stack:
             for manager in self._scope_managers(question, root, viewer):
                 stack.enter_context(manager)
             trace = trace_id()
+            if key and (hit := self._remembered(key, trace)):
+                return hit
             state = await self._runner(viewer, cache).arun(pipeline.steps, QueryState(question=valid_unicode(question)))
-        return final_answer(pipeline, state, trace)
+        return self._remember(key, final_answer(pipeline, state, trace))
 
     def close(self) -> None:
         self.components.close()

@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 EDGE_SHARD_DIR = "qdrant"
 LEDGER_FILE = "ledger.sqlite"
 EMBEDDING_CACHE_FILE = "embeddings.sqlite"
+ANSWER_CACHE_FILE = "answers.sqlite"
 
 # Close order, and how each part is released.
 _CLOSERS: dict[str, Callable[[Any], None]] = {
+    "answers": lambda cache: cache and cache.close(),
     "llm": lambda stack: stack.close(),
     "ingestor": lambda ingestor: ingestor.cache.close(),
     "ledger": lambda ledger: ledger.close(),
@@ -131,6 +133,19 @@ class Components:
         from ragline.tracing.setup import setup_tracing
 
         return self._part("tracing", lambda: setup_tracing(self.config.tracing, self.path))
+
+    @property
+    def answers(self):
+        """The answer cache (`ragline.pipelines.answer_cache.AnswerCache`), None when off."""
+        from ragline.pipelines.answer_cache import AnswerCache
+
+        return self._part("answers", lambda: AnswerCache.for_store(self.config, self.path, ANSWER_CACHE_FILE))
+
+    def model_identity(self) -> str:
+        """What answers beyond the `[llm]` / `[[models]]` settings: an injected provider."""
+        from ragline.llm.wrappers.base import identity
+
+        return identity(self._provider) if self._provider is not None else "configured"
 
     @property
     def llm(self):

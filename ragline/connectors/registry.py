@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from ragline.connectors.base import Connector
+from ragline.connectors.base import Connector, ConnectorError
+from ragline.models import IngestError
 
 if TYPE_CHECKING:
     from ragline.ingest.config import SourceConfig
@@ -115,3 +117,38 @@ def source_connector(entry: SourceConfig) -> Connector:
     connector = make_connector(entry.kind, entry.connector_settings())
     connector.access = entry.access()
     return connector
+
+
+def ingest_connectors(
+    sources: Any, configured: list[SourceConfig], readers: list[str] | None
+) -> Iterator[Connector | IngestError]:
+    """Connectors for what `Rag.ingest` was given: files, folders and connectors (with
+    `readers` as their default readers), or by default the `configured` sources. A source
+    that cannot even be set up becomes an error entry, so the other sources still run."""
+    from ragline.access.readers import SourceAccess
+    from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
+
+    if sources is None:
+        if not configured:
+            raise ValueError("nothing to ingest: give paths, or configure [[sources]] in ragline.toml")
+        if readers is not None:
+            raise ValueError("readers= is for the paths or connectors given; set `readers` on each [[sources]] entry")
+        for entry in configured:
+            try:
+                yield source_connector(entry)
+            except (ValueError, ConnectorError) as exc:
+                yield IngestError(document=f"[[sources]] kind={entry.kind}", error=str(exc))
+        return
+    access = SourceAccess.of(readers) if readers is not None else None
+    if isinstance(sources, (str, Path, Connector)):
+        sources = [sources]
+    for source in sources:
+        if not isinstance(source, Connector):
+            try:
+                source = FilesystemConnector(FilesystemConfig(root=Path(source)))
+            except ConnectorError as exc:
+                yield IngestError(document=str(source), error=str(exc))
+                continue
+        if access is not None:
+            source.access = access
+        yield source

@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS document_readers (
     readers TEXT NOT NULL,
     PRIMARY KEY (source, document_id)
 );
+CREATE TABLE IF NOT EXISTS generation (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     source TEXT NOT NULL,
     started_at REAL NOT NULL,
@@ -152,6 +156,7 @@ class Ledger:
                 "DELETE FROM pending_writes WHERE point_id = ?",
                 [(p,) for e in upserts for p in e.point_ids],
             )
+            self._bump()
 
     @serialised
     def set_readers(self, source: str, document_id: str, readers: list[str]) -> None:
@@ -159,6 +164,7 @@ class Ledger:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO document_readers VALUES (?, ?, ?)",
                              (source, document_id, json.dumps(readers)))  # fmt: skip
+            self._bump()
 
     @serialised
     def log_pending_writes(self, point_ids: Iterable[str]) -> None:
@@ -180,6 +186,18 @@ class Ledger:
     def clear_pending_writes(self) -> None:
         with self._db:
             self._db.execute("DELETE FROM pending_writes")
+            self._bump()  # recovery may have deleted points before this
+
+    def _bump(self) -> None:
+        """Inside a write transaction: what queries can find is about to differ."""
+        self._db.execute("INSERT INTO generation VALUES (0, 1) ON CONFLICT(id) DO UPDATE SET value = value + 1")
+
+    @serialised
+    def generation(self) -> int:
+        """A number every commit, readers change and deletion bumps: an answer cached at one
+        generation is never served at another (a changed index never serves a stale answer)."""
+        row = self._db.execute("SELECT value FROM generation WHERE id = 0").fetchone()
+        return row[0] if row else 0
 
     @serialised
     def refusals(self, source: str, settings: str) -> dict[str, Refusal]:
@@ -235,6 +253,7 @@ class Ledger:
             self._db.executemany(
                 "DELETE FROM pending_deletes WHERE point_id = ?", [(p,) for p in point_ids]
             )
+            self._bump()  # the superseded points are gone now
 
     @serialised
     def close(self) -> None:

@@ -71,6 +71,11 @@ class CacheConfig(Section):
     backend: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite: a file in the store directory.")
     redis_url: str = "redis://127.0.0.1:6379/0"
     ttl_seconds: float | None = Field(7 * 24 * 3600, gt=0, description="How long an answer stays valid; None: forever.")
+    answers: bool = Field(
+        True, description="Also keep whole answers in front of retrieval, keyed by the question, settings, prompt "
+        "version, the caller's principals and the store generation (every ingest commit bumps it): a repeated "
+        "question on an unchanged store skips retrieval and reranking.",
+    )
 
 
 class ReplayConfig(Section):

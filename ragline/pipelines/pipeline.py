@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ragline.pipelines.config import QueryConfig
 from ragline.pipelines.steps import Diversify, Rerank, Retrieve, StepSpec, Synthesize
 from ragline.retrieval.config import RetrievalConfig
-from ragline.retrieval.retriever import Retriever
+from ragline.retrieval.retriever import first_stage_depth
 from ragline.retrieval.store import Filters
 from ragline.settings import problems
 
@@ -100,14 +100,15 @@ class Pipeline(BaseModel):
 
 
 def default_pipeline(
-    retriever: Retriever, query: QueryConfig, *, top_k: int | None = None, filters: Filters | None = None
+    settings: RetrievalConfig, query: QueryConfig, *, top_k: int | None = None, filters: Filters | None = None
 ) -> Pipeline:
     """What `Rag.query` runs: the stages of `Retriever.retrieve` with the same depths and
-    settings (rerank and fusion, MMR as configured), then the answer from the best `top_k`."""
-    settings: RetrievalConfig = retriever.settings
+    settings (rerank and fusion, MMR as configured), then the answer from the best `top_k`.
+    Built from the settings alone, so a cached answer needs no model loaded."""
     top_k = top_k or query.top_k
-    rerank, mmr = retriever.reranker is not None, settings.mmr
-    steps: list[Any] = [Retrieve(top_k=retriever.depth(top_k, rerank=rerank, mmr=mmr), filters=filters, with_vectors=mmr)]
+    rerank, mmr = settings.rerank != "none", settings.mmr
+    steps: list[Any] = [Retrieve(top_k=first_stage_depth(settings, top_k, rerank=rerank, mmr=mmr), filters=filters,
+                                 with_vectors=mmr)]  # fmt: skip
     if rerank:
         steps.append(Rerank(top_n=settings.rerank_top_n, fusion=settings.rerank_fusion))
     if mmr:

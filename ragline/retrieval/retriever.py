@@ -33,6 +33,12 @@ Vectors = Mapping[str, Sequence[float]]
 Readers = frozenset[str] | None
 
 
+def first_stage_depth(settings: RetrievalConfig, top_k: int, *, rerank: bool, mmr: bool) -> int:
+    """How many first-stage hits a query for `top_k` needs: a reranker or MMR reorders the
+    best `rerank_top_n`, so the first stage must hand over at least that many."""
+    return max(top_k, settings.rerank_top_n) if rerank or mmr else top_k
+
+
 class Retriever:
     def __init__(
         self, store: VectorStore, embedder: TextEmbedder, settings: RetrievalConfig, *,
@@ -45,9 +51,7 @@ class Retriever:
         self._lock = threading.RLock()
 
     def depth(self, top_k: int, *, rerank: bool, mmr: bool) -> int:
-        """How many first-stage hits a query for `top_k` needs: a reranker or MMR reorders the
-        best `rerank_top_n`, so the first stage must hand over at least that many."""
-        return max(top_k, self.settings.rerank_top_n) if rerank or mmr else top_k
+        return first_stage_depth(self.settings, top_k, rerank=rerank, mmr=mmr)
 
     def search(
         self, question: str, top_k: int, filters: Filters | None = None, *, readers: Readers,

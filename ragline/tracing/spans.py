@@ -18,7 +18,7 @@ from typing import ParamSpec, TypeVar
 from opentelemetry import trace
 
 from ragline.access.principals import READERS_FIELD
-from ragline.models import Hit
+from ragline.models import Citation, Hit
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,9 +52,13 @@ def current_trace_id() -> str | None:
 def record_hits(span: trace.Span, hits: Sequence[Hit], *, prefix: str = "ragline.retrieval") -> None:
     """Which chunks a retrieve or rerank step returned, as parallel attribute arrays."""
     span.set_attribute(f"{prefix}.count", len(hits))
-    span.set_attribute(f"{prefix}.document_ids", [h.document_id for h in hits])
-    span.set_attribute(f"{prefix}.chunk_ids", [h.chunk_id for h in hits])
+    record_chunks(span, hits, prefix=prefix)
     span.set_attribute(f"{prefix}.scores", [float(h.score) for h in hits])
-    # Each hit's readers (JSON; "null" for an unknown ACL): `ragline traces` shows a trace only
-    # to callers who may read every chunk in it.
-    span.set_attribute(f"{prefix}.readers", [json.dumps(h.metadata.get(READERS_FIELD)) for h in hits])
+
+
+def record_chunks(span: trace.Span, chunks: Sequence[Hit | Citation], *, prefix: str) -> None:
+    """Chunk and document ids, and each chunk's readers (JSON; "null" for an unknown ACL):
+    `ragline traces` shows a trace only to callers who may read every chunk in it."""
+    span.set_attribute(f"{prefix}.document_ids", [c.document_id for c in chunks])
+    span.set_attribute(f"{prefix}.chunk_ids", [c.chunk_id for c in chunks])
+    span.set_attribute(f"{prefix}.readers", [json.dumps(c.metadata.get(READERS_FIELD)) for c in chunks])

@@ -110,7 +110,7 @@ identities = st.builds(
     st.lists(st.sampled_from(GROUPS), max_size=2, unique=True),
 )
 questions = st.lists(st.sampled_from(TOPICS), min_size=1, max_size=2, unique=True).map(" and ".join)
-PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @PROPERTY

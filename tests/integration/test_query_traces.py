@@ -12,10 +12,17 @@ def test_rag_query_is_one_trace_in_the_store(samples_store, embedder, local_llm)
     from ragline.tracing.store import TraceStore
 
     question = "How many days of paid leave do new employees get?"
-    with ragline.open(samples_store, embedder=embedder, provider=local_llm, llm={"max_tokens": 8}) as rag:
+    settings = {"llm": {"max_tokens": 8}, "cache": {"answers": False}}  # the response cache's hit, after retrieval
+    with ragline.open(samples_store, embedder=embedder, provider=local_llm, **settings) as rag:
         *pieces, first = list(rag.query_stream(question))
         again = rag.query(question)
     assert again.cached and not first.cached
+    with ragline.open(samples_store, embedder=embedder, provider=local_llm, llm={"max_tokens": 8}) as rag:
+        rag.query(question)
+        remembered = rag.query(question)  # the answer cache: one span, naming what the answer shows
+    (root,) = TraceStore(samples_store / "traces.sqlite").load(remembered.trace_id).roots
+    assert root.name == "query" and root.children == [] and root.attributes["ragline.cache.answer_hit"] is True
+    assert root.attributes["ragline.answer.chunk_ids"] == [s.chunk_id for s in remembered.sources]
     store = TraceStore(samples_store / "traces.sqlite")
     for answer, cached in ((first, False), (again, True)):
         trace = store.load(answer.trace_id)

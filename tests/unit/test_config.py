@@ -206,3 +206,22 @@ def test_a_typo_in_a_sources_schedule_key_names_the_key_it_meant(tmp_path):
     config.write_text('[[sources]]\nkind = "filesystem"\nroot = "/tmp"\nschedul = "0 2 * * *"\n')
     with pytest.raises(ConfigError, match="unknown key `schedul` for a filesystem source \\(did you mean `schedule`\\?\\)"):
         load_config(config)
+
+
+def test_the_readme_access_example_is_valid(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Access control", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "ragline.toml"
+    config.write_text(example)
+    loaded = load_config(config)
+    (source,) = loaded.sources
+    assert loaded.access.enabled and loaded.access.groups_file == "groups.toml" and loaded.access.admins == []
+    assert source.readers == ["group:hr"] and source.owners == []
+
+
+def test_a_malformed_reader_in_the_config_names_the_entry(tmp_path):
+    config = tmp_path / "ragline.toml"
+    config.write_text('[[sources]]\nkind = "filesystem"\nroot = "."\nreaders = ["hr"]\n')
+    with pytest.raises(ConfigError, match="'hr' is malformed"):
+        load_config(config)

@@ -14,6 +14,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
 
 from ragline.llm.base import (
     ChatRequest,
@@ -25,75 +28,81 @@ from ragline.llm.streams import StreamRecorder, completion_as_stream
 from ragline.llm.wrappers.base import WrapperProvider
 
 REDIS_PREFIX = "ragline:llm-cache:"
+M = TypeVar("M", bound=BaseModel)
 
 
-class ResponseCache(ABC):
-    """Stored completions by key, each with a time to live."""
+class ResponseCache(ABC, Generic[M]):
+    """Stored values (completions by default; the answer cache keeps `Answer`s) by key,
+    each with a time to live."""
 
     @abstractmethod
-    def get(self, key: str) -> Completion | None: ...
+    def get(self, key: str) -> M | None: ...
 
     @abstractmethod
-    def put(self, key: str, completion: Completion, ttl: float | None) -> None: ...
+    def put(self, key: str, value: M, ttl: float | None) -> None: ...
 
     def close(self) -> None:
         """Release the connection."""
 
 
-class SqliteResponseCache(ResponseCache):
-    """The embedded default: one SQLite file in the store directory."""
+class SqliteResponseCache(ResponseCache[M]):
+    """The embedded default: one SQLite file in the store directory, a table per kind of value."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time):
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, model: type[M] = Completion,
+                 table: str = "responses"):  # fmt: skip
+        if not table.isidentifier():
+            raise ValueError(f"cache table name {table!r} must be an identifier")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
+        self._clock, self._model, self._table = clock, model, table
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.executescript(
-            """
+            f"""
             PRAGMA journal_mode=WAL;
-            CREATE TABLE IF NOT EXISTS responses (
+            CREATE TABLE IF NOT EXISTS {table} (
                 key TEXT PRIMARY KEY, completion TEXT NOT NULL, expires_at REAL);
             """
         )
 
-    def get(self, key: str) -> Completion | None:
+    def get(self, key: str) -> M | None:
         with self._lock:
-            row = self._db.execute("SELECT completion, expires_at FROM responses WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute(f"SELECT completion, expires_at FROM {self._table} WHERE key = ?", (key,)).fetchone()
             if row is None:
                 return None
             if row[1] is not None and row[1] <= self._clock():
-                self._db.execute("DELETE FROM responses WHERE key = ?", (key,))
+                self._db.execute(f"DELETE FROM {self._table} WHERE key = ?", (key,))
                 return None
-        return Completion.model_validate_json(row[0])
+        return self._model.model_validate_json(row[0])
 
-    def put(self, key: str, completion: Completion, ttl: float | None) -> None:
+    def put(self, key: str, value: M, ttl: float | None) -> None:
         expires_at = self._clock() + ttl if ttl else None
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO responses (key, completion, expires_at) VALUES (?, ?, ?)",
-                (key, completion.model_dump_json(), expires_at),
+                f"INSERT OR REPLACE INTO {self._table} (key, completion, expires_at) VALUES (?, ?, ?)",
+                (key, value.model_dump_json(), expires_at),
             )
 
     def close(self) -> None:
         self._db.close()
 
 
-class RedisResponseCache(ResponseCache):
+class RedisResponseCache(ResponseCache[M]):
     """A cache shared by many processes and machines; Redis expires entries itself."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, model: type[M] = Completion, prefix: str = REDIS_PREFIX):
         try:
             import redis
         except ImportError as exc:
             raise RuntimeError("the Redis cache needs the redis package: pip install 'ragline[redis]'") from exc
         self._client = redis.Redis.from_url(url)
+        self._model, self._prefix = model, prefix
 
-    def get(self, key: str) -> Completion | None:
-        raw = self._client.get(REDIS_PREFIX + key)
-        return Completion.model_validate_json(raw) if raw else None
+    def get(self, key: str) -> M | None:
+        raw = self._client.get(self._prefix + key)
+        return self._model.model_validate_json(raw) if raw else None
 
-    def put(self, key: str, completion: Completion, ttl: float | None) -> None:
-        self._client.set(REDIS_PREFIX + key, completion.model_dump_json(), px=int(ttl * 1000) if ttl else None)
+    def put(self, key: str, value: M, ttl: float | None) -> None:
+        self._client.set(self._prefix + key, value.model_dump_json(), px=int(ttl * 1000) if ttl else None)
 
     def close(self) -> None:
         self._client.close()
