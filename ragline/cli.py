@@ -20,8 +20,8 @@ from rich.table import Table
 
 from ragline.cli_eval import eval_app
 from ragline.cli_output import (
-    ClickException,
     AsOption,
+    ClickException,
     ConfigOption,
     GroupOption,
     JsonOption,
@@ -33,12 +33,12 @@ from ragline.cli_output import (
     error_json,
     fail,
     out,
+    principals,
     print_sources,
     replay_overrides,
 )
 from ragline.cli_output import emit_json as _emit_json
 from ragline.cli_output import opened as _opened
-from ragline.cli_output import principals
 from ragline.cli_pipelines import pipeline_app
 from ragline.cli_prompts import prompts_app
 from ragline.cli_runs import ingest_recorded, runs, schedule_app

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ragline.access.readers import SourceAccess
 from ragline.connectors.base import Connector, ConnectorError
 from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
-from ragline.access.readers import SourceAccess
 from ragline.connectors.registry import source_connector
 from ragline.models import IngestError, IngestReport
 from ragline.runs.history import FinalStatus, RunHistory, SourceRun, Trigger
