@@ -15,6 +15,7 @@ commit `.versions/` and the manifest along with the prompts.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -69,6 +70,13 @@ def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str):
+    """A template compiled once per source text: compiling takes milliseconds and every
+    query looks its prompt up (a compiled template renders from any thread)."""
+    return _ENV.compile_prompt(source)
+
+
 class Prompt:
     """One exact version of a prompt template; `render` turns variables into chat messages."""
 
@@ -78,7 +86,7 @@ class Prompt:
         self.hash = content_hash(self.source)
         self.description, self.variables = self._header()
         try:
-            self._template = _ENV.compile_prompt(self.source)
+            self._template = _compiled(self.source)
         except TemplateSyntaxError as exc:
             raise PromptError(f"prompt {self.version}, line {exc.lineno}: {exc.message}") from None
         self.roles = tuple(self._template.blocks)
