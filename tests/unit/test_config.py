@@ -181,23 +181,22 @@ def test_every_config_section_refuses_unknown_keys():
     assert {"BudgetLimits", "BreakerSettings", "ReliabilityConfig", "ModelConfig"} <= {m.__name__ for m in seen}
 
 
-def test_the_readme_configuration_example_loads(tmp_path):
+def _readme_example(tmp_path, heading: str):
+    """The first TOML block after `heading` in the README, loaded as a config file."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Configuration", 1)[1]
-    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    example = readme.split(heading, 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     config = tmp_path / "ragline.toml"
     config.write_text(example)
-    loaded = load_config(config)
+    return load_config(config)
+
+
+def test_the_readme_configuration_example_loads(tmp_path):
+    loaded = _readme_example(tmp_path, "## Configuration")
     assert loaded.retrieval.mmr_lambda == 0.4 and loaded.ingest.batch_chunks == 256
 
 
 def test_the_readme_sources_schedule_example_is_valid(tmp_path):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Serving a store", 1)[1]
-    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
-    config = tmp_path / "ragline.toml"
-    config.write_text(example)
-    (source,) = load_config(config).sources
+    (source,) = _readme_example(tmp_path, "## Serving a store").sources
     assert source.schedule == "0 2 * * *" and source.timezone == "Europe/Berlin" and source.name == "handbook"
 
 
@@ -209,12 +208,7 @@ def test_a_typo_in_a_sources_schedule_key_names_the_key_it_meant(tmp_path):
 
 
 def test_the_readme_access_example_is_valid(tmp_path):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Access control", 1)[1]
-    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
-    config = tmp_path / "ragline.toml"
-    config.write_text(example)
-    loaded = load_config(config)
+    loaded = _readme_example(tmp_path, "## Access control")
     (source,) = loaded.sources
     assert loaded.access.enabled and loaded.access.groups_file == "groups.toml" and loaded.access.admins == []
     assert source.readers == ["group:hr"] and source.owners == []
