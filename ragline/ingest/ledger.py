@@ -185,8 +185,8 @@ class Ledger:
     @serialised
     def clear_pending_writes(self) -> None:
         with self._db:
-            self._db.execute("DELETE FROM pending_writes")
-            self._bump()  # recovery may have deleted points before this
+            if self._db.execute("DELETE FROM pending_writes").rowcount:
+                self._bump()  # a crashed run's points were visible, and recovery may have deleted some
 
     def _bump(self) -> None:
         """Inside a write transaction: what queries can find is about to differ."""

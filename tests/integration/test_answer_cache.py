@@ -43,6 +43,14 @@ def _open(path, embedder, provider, **sections):
     return ragline.open(path, embedder=embedder, provider=provider, **sections)
 
 
+def _remembered(rag, embedder: CountingEmbedder, question: str, **options):
+    """Ask, and whether the answer cache answered: cached, and no search was made (a
+    response-cache hit is cached too, but only after a full retrieval)."""
+    searches = embedder.queries
+    answer = rag.query(question, **options)
+    return answer.cached and embedder.queries == searches, answer
+
+
 def test_a_repeated_question_skips_retrieval_and_the_model(samples_store, embedder):
     counting, model = CountingEmbedder(embedder), FakeProvider(_leave_days)
     with _open(samples_store, counting, model) as rag:
@@ -68,33 +76,36 @@ def test_a_repeated_question_skips_retrieval_and_the_model(samples_store, embedd
 def test_an_ingest_that_changes_a_cited_document_invalidates_the_answer(tmp_path, embedder):
     docs = tmp_path / "docs"
     shutil.copytree(SAMPLES, docs)
-    model = FakeProvider(_leave_days)
-    with _open(tmp_path / "store", embedder, model) as rag:
+    model, counting = FakeProvider(_leave_days), CountingEmbedder(embedder)
+    with _open(tmp_path / "store", counting, model) as rag:
         rag.ingest(docs)
         before = rag.query(QUESTION)
-        assert rag.query(QUESTION).cached and "25 days" in before.text
+        assert _remembered(rag, counting, QUESTION)[0] and "25 days" in before.text
         cited = docs / before.citations[0].document_id.split("/")[-1]
         assert cited.name == "employee-handbook.md"
-        assert rag.ingest(docs).chunks_embedded == 0 and rag.query(QUESTION).cached  # an unchanged re-run keeps it
+        assert rag.ingest(docs).chunks_embedded == 0
+        assert _remembered(rag, counting, QUESTION)[0]  # an unchanged re-run keeps it
         cited.write_text(cited.read_text().replace("25 days", "27 days"))
         report = rag.ingest(docs)
         assert report.updated == 1
-        after = rag.query(QUESTION)
-        assert not after.cached and "27 days" in after.text and "27 days" in after.citations[0].text
-        assert rag.query(QUESTION).cached
+        remembered, after = _remembered(rag, counting, QUESTION)
+        assert not remembered and not after.cached
+        assert "27 days" in after.text and "27 days" in after.citations[0].text
+        assert _remembered(rag, counting, QUESTION)[0]
 
 
 def test_a_readers_change_and_another_principal_set_get_fresh_answers(tmp_path, embedder):
     groups = tmp_path / "groups.toml"
     groups.write_text('[groups]\n"group:hr" = ["user:hana"]\n')
     docs = {"leave": ("Memo docid-1: new employees get 25 days of paid leave.", ["group:hr"])}
-    with _open(tmp_path / "store", embedder, FakeProvider(_leave_days),
+    counting = CountingEmbedder(embedder)
+    with _open(tmp_path / "store", counting, FakeProvider(_leave_days),
                access={"enabled": True, "groups_file": str(groups)}) as rag:  # fmt: skip
         rag.ingest(ItemsConnector("hr", docs))
         hana = rag.query(QUESTION, principals=["user:hana"])
         assert [s.document_id for s in hana.sources] == ["leave"]
-        remembered = rag.query(QUESTION, principals=["user:hana"])
-        assert remembered.cached
+        hit, remembered = _remembered(rag, counting, QUESTION, principals=["user:hana"])
+        assert hit and remembered.cached
         trace = TraceStore(tmp_path / "store" / "traces.sqlite").load(remembered.trace_id)
         policy = rag.components.access
         assert trace_readable(trace, policy.viewer(["user:hana"])) and not trace_readable(trace, policy.viewer(["user:olga"]))
