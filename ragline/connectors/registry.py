@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from ragline.access.readers import SourceAccess
 from ragline.connectors.base import Connector, ConnectorError
 from ragline.models import IngestError
 
@@ -112,9 +113,14 @@ def make_connector(kind: str, config: dict[str, Any]) -> Connector:
     return connector
 
 
-def source_connector(entry: SourceConfig) -> Connector:
-    """The connector of one `[[sources]]` entry, carrying the entry's default readers and owners."""
-    connector = make_connector(entry.kind, entry.connector_settings())
+def source_connector(entry: SourceConfig) -> Connector | IngestError:
+    """The connector of one `[[sources]]` entry, carrying the entry's default readers and
+    owners; one that cannot even be set up (a missing folder, a bad setting) is the error
+    entry its ingest report shows, so the other sources still run."""
+    try:
+        connector = make_connector(entry.kind, entry.connector_settings())
+    except (ValueError, ConnectorError) as exc:
+        return IngestError(document=f"[[sources]] kind={entry.kind}", error=str(exc))
     connector.access = entry.access()
     return connector
 
@@ -125,30 +131,36 @@ def ingest_connectors(
     """Connectors for what `Rag.ingest` was given: files, folders and connectors (with
     `readers` as their default readers), or by default the `configured` sources. A source
     that cannot even be set up becomes an error entry, so the other sources still run."""
-    from ragline.access.readers import SourceAccess
-    from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
-
     if sources is None:
         if not configured:
             raise ValueError("nothing to ingest: give paths, or configure [[sources]] in ragline.toml")
         if readers is not None:
             raise ValueError("readers= is for the paths or connectors given; set `readers` on each [[sources]] entry")
-        for entry in configured:
-            try:
-                yield source_connector(entry)
-            except (ValueError, ConnectorError) as exc:
-                yield IngestError(document=f"[[sources]] kind={entry.kind}", error=str(exc))
+        yield from map(source_connector, configured)
         return
     access = SourceAccess.of(readers) if readers is not None else None
     if isinstance(sources, (str, Path, Connector)):
         sources = [sources]
     for source in sources:
-        if not isinstance(source, Connector):
-            try:
-                source = FilesystemConnector(FilesystemConfig(root=Path(source)))
-            except ConnectorError as exc:
-                yield IngestError(document=str(source), error=str(exc))
-                continue
-        if access is not None:
-            source.access = access
-        yield source
+        if isinstance(source, Connector):
+            if access is not None:
+                source.access = access
+            yield source
+            continue
+        try:
+            connector = path_connector(Path(source), access)
+        except ConnectorError as exc:
+            yield IngestError(document=str(source), error=str(exc))
+            continue
+        yield connector
+
+
+def path_connector(path: Path, access: SourceAccess | None = None) -> Connector:
+    """A file or folder given as such (not configured): its own filesystem source, with
+    `access` as its default readers; ConnectorError when it cannot be read."""
+    from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
+
+    connector = FilesystemConnector(FilesystemConfig(root=path))
+    if access is not None:
+        connector.access = access
+    return connector

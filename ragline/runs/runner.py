@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragline.access.readers import SourceAccess
-from ragline.connectors.base import Connector, ConnectorError
-from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
-from ragline.connectors.registry import source_connector
+from ragline.connectors.base import Connector
+from ragline.connectors.registry import path_connector, source_connector
 from ragline.models import IngestError, IngestReport
 from ragline.runs.history import FinalStatus, RunHistory, SourceRun, Trigger
 from ragline.runs.locks import SourceLock
-from ragline.runs.sources import named_sources, setup_failure_label
+from ragline.runs.sources import named_sources
 
 if TYPE_CHECKING:
     from ragline.app import Rag
@@ -131,9 +130,7 @@ class SourceRunner:
         access = SourceAccess.of(readers) if readers is not None else None
         runs = []
         for path in paths:
-            connector = FilesystemConnector(FilesystemConfig(root=path))
-            if access is not None:
-                connector.access = access
+            connector = path_connector(path, access)
             claimed = self._claim(connector.source, trigger, None, connector)
             if isinstance(claimed, _Active):
                 threading.Thread(target=self._run_logged, args=(claimed,), name=f"ragline run {path}",
@@ -219,12 +216,9 @@ class SourceRunner:
         try:
             connector = run.connector
             if connector is None:
-                entry = self.source(run.record.source)
-                try:
-                    connector = source_connector(entry)
-                except (ValueError, ConnectorError) as exc:  # as `Rag.ingest` reports a source it cannot set up
-                    error = IngestError(document=setup_failure_label(entry), error=str(exc))
-                    return IngestReport(failed=1, errors=[error])
+                connector = source_connector(self.source(run.record.source))
+                if isinstance(connector, IngestError):  # as `Rag.ingest` reports a source it cannot set up
+                    return IngestReport(failed=1, errors=[connector])
             return self.rag.ingest(connector, stop=run.stop, optimize=self._optimize, **options)
         finally:
             self._store_free.release()

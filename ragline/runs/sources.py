@@ -13,11 +13,6 @@ from ragline.connectors.registry import make_connector
 from ragline.ingest.config import SourceConfig
 
 
-def setup_failure_label(entry: SourceConfig) -> str:
-    """How an ingest report names a configured source that could not be set up (as `Rag.ingest` does)."""
-    return f"[[sources]] kind={entry.kind}"
-
-
 def source_name(entry: SourceConfig, index: int) -> str:
     if entry.name:
         return entry.name
