@@ -22,6 +22,16 @@ class Chunk(BaseModel):
     content_hash: str
     metadata: dict[str, Any] = Field(default_factory=dict)
     readers: list[str] = Field(default_factory=list, description="Principals that may read it (access control).")
+    context: str = Field("", description="Header naming its document and section: indexed with the text, not part of it.")
+
+    @property
+    def indexed_text(self) -> str:
+        return indexed_text(self.context, self.text)
+
+
+def indexed_text(context: str | None, text: str) -> str:
+    """What is embedded and BM25-encoded for a chunk: its contextual header, then its text."""
+    return f"{context}\n\n{text}" if context else text
 
 
 class Hit(BaseModel):

@@ -20,11 +20,14 @@ from bisect import bisect_right
 from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 from ragline.ingest.config import ChunkingConfig
+from ragline.ingest.context import DocumentContext, chunk_section, section_titles
 from ragline.ingest.documents import PARSER_FINGERPRINT, ParsedDocument
-from ragline.models import Chunk
+from ragline.models import Chunk, indexed_text
 
 # Bump when the chunk texts for the same document and config change.
 CHUNKER_VERSION = "sentence/1"
+# Bump when contextual headers change for the same document.
+HEADER_VERSION = "header/1"
 TOKENIZER_NAME = "regex-words"
 CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://ragline.invalid/chunk")
 
@@ -70,23 +73,28 @@ class Chunker:
 
     def fingerprint(self) -> str:
         """Everything that decides chunk texts; a change means stored chunks are stale."""
+        headers = f";headers={HEADER_VERSION}" if self.config.context_headers else ""
         return (
             f"{PARSER_FINGERPRINT};chunker={CHUNKER_VERSION};tokenizer={TOKENIZER_NAME};"
-            f"chunk_size={self.config.chunk_size};chunk_overlap={self.config.chunk_overlap}"
+            f"chunk_size={self.config.chunk_size};chunk_overlap={self.config.chunk_overlap}{headers}"
         )
 
     def chunk(self, doc: ParsedDocument, *, document_id: str, source: str) -> list[Chunk]:
         text, starts = _join(doc)
         if not text.strip():
             return []
+        context = DocumentContext.of(doc, document_id=document_id)
+        sections = section_titles(doc) if self.config.context_headers else []
         chunks: list[Chunk] = []
         cursor = 0
         for piece in self._splitter.split_text(text):
             offset = _locate(text, piece, cursor)
             cursor = offset + 1
-            element = doc.elements[bisect_right(starts, offset) - 1]
+            position = bisect_right(starts, offset) - 1
+            element = doc.elements[position]
             index = len(chunks)
-            content_hash = hashlib.sha256(piece.encode("utf-8")).hexdigest()
+            header = context.header(chunk_section(sections[position], piece, context)) if sections else ""
+            content_hash = hashlib.sha256(indexed_text(header, piece).encode("utf-8")).hexdigest()
             chunks.append(
                 Chunk(
                     chunk_id=chunk_id(
@@ -95,6 +103,7 @@ class Chunker:
                     document_id=document_id,
                     source=source,
                     text=piece,
+                    context=header,
                     chunk_index=index,
                     content_hash=content_hash,
                     metadata={
@@ -103,6 +112,7 @@ class Chunker:
                         "title": doc.title,
                         "page_number": element.page_number,
                         "element_type": element.element_type,
+                        **context.payload(),
                     },
                 )
             )

@@ -15,6 +15,11 @@ class ChunkingConfig(Section):
         200, ge=32, description="Maximum tokens (words and punctuation) per chunk; MiniLM reads ~256 word pieces."
     )
     chunk_overlap: int = Field(32, ge=0, description="Tokens repeated from the end of the previous chunk.")
+    context_headers: bool = Field(
+        True, description="Embed and BM25-index each chunk after a header naming its document (file name, title, "
+        "subject, date) and section, so near-identical chunks of different documents stay apart; the stored text is "
+        "unchanged. Changing it re-embeds every document once.",
+    )
 
     @model_validator(mode="after")
     def _overlap_smaller_than_size(self) -> ChunkingConfig:

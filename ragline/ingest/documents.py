@@ -3,6 +3,7 @@ chunker, the loader and connectors depend on these types without importing a par
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel
 
 # Bump when parsing output changes for the same input, so stored chunks get rebuilt.
 PARSER_FINGERPRINT = (
-    f"ragline-parse/1;unstructured={package_version('unstructured')};pdfminer={package_version('pdfminer.six')}"
+    f"ragline-parse/2;unstructured={package_version('unstructured')};pdfminer={package_version('pdfminer.six')}"
 )
 
 
@@ -33,6 +34,9 @@ class ParsedDocument(BaseModel):
     path: Path
     title: str | None
     elements: list[ParsedElement]
+    # What the file says about itself, where its format has a place for it (PDF info).
+    subject: str | None = None
+    date: datetime | None = None
 
 
 class RefusedDocument(ParseError):

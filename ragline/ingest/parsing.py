@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import unicodedata
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,10 @@ _offline_unstructured()
 # unstructured is imported only after the shim above has set its environment switches.
 from pdfminer.high_level import extract_pages  # noqa: E402
 from pdfminer.layout import LTTextBox  # noqa: E402
-from pdfminer.pdfdocument import PDFEncryptionError, PDFPasswordIncorrect  # noqa: E402
+from pdfminer.pdfdocument import PDFDocument, PDFEncryptionError, PDFPasswordIncorrect  # noqa: E402
+from pdfminer.pdfparser import PDFParser  # noqa: E402
+from pdfminer.psparser import PSLiteral  # noqa: E402
+from pdfminer.utils import decode_text  # noqa: E402
 from unstructured.cleaners.core import clean_extra_whitespace  # noqa: E402
 from unstructured.documents.coordinates import PixelSpace  # noqa: E402
 from unstructured.documents.elements import Element  # noqa: E402
@@ -98,6 +103,42 @@ def _partition_pdf(path: Path) -> list[Element]:
             element.metadata.page_number = page_number
             elements.append(element)
     return elements
+
+
+_PDF_DATE = re.compile(r"D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:([Zz+\-])(\d{2})?'?(\d{2})?)?")
+
+
+def _pdf_text(value: Any) -> str | None:
+    if isinstance(value, PSLiteral):
+        value = value.name
+    if isinstance(value, bytes):
+        value = decode_text(value)
+    if not isinstance(value, str):
+        return None
+    return " ".join(value.split()) or None
+
+
+def _pdf_date(value: str | None) -> datetime | None:
+    """A PDF date ("D:20230804060510-04'00'") in UTC; None when it is not one."""
+    match = _PDF_DATE.match(value or "")
+    if not match:
+        return None
+    year, month, day, hour, minute, second, sign, tz_hours, tz_minutes = match.groups()
+    try:
+        moment = datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
+                          int(second or 0), tzinfo=timezone.utc)  # fmt: skip
+    except ValueError:
+        return None
+    offset = timedelta(hours=int(tz_hours or 0), minutes=int(tz_minutes or 0))
+    return moment - offset if sign == "+" else moment + offset if sign == "-" else moment
+
+
+def pdf_info(path: Path) -> tuple[str | None, str | None, datetime | None]:
+    """The PDF's own title, subject and creation date (its Info dictionary), where set."""
+    with path.open("rb") as handle:
+        info = next(iter(PDFDocument(PDFParser(handle)).info), {})
+        fields = {key: _pdf_text(value) for key, value in info.items()}
+    return fields.get("Title"), fields.get("Subject"), _pdf_date(fields.get("CreationDate") or fields.get("ModDate"))
 
 
 def _partition_csv(path: Path) -> list[Element]:
@@ -214,5 +255,25 @@ def parse_file(path: Path) -> ParsedDocument:
         if suffix == ".pdf":
             reason += "; a scanned PDF would need OCR, which ragline does not run"
         raise ParseError(path, reason)
-    title = next((e.text for e in elements if e.element_type == "Title" and _WORD.search(e.text)), path.stem)
-    return ParsedDocument(path=path, title=title, elements=elements)
+    title = next((e.text for e in elements if e.element_type == "Title" and _is_heading(e.text)), path.stem)
+    subject = date = None
+    if suffix == ".pdf":
+        subject, date = _describe_pdf(path, title)
+    return ParsedDocument(path=path, title=title, elements=elements, subject=subject, date=date)
+
+
+def _is_heading(text: str) -> bool:
+    """A title needs a real word and no form glyphs: a 10-Q's first "title" is "Yes ☐ No ☒"."""
+    return bool(_WORD.search(text)) and not any(unicodedata.category(char) == "So" for char in text)
+
+
+def _describe_pdf(path: Path, title: str) -> tuple[str | None, datetime | None]:
+    """The subject line a header repeats (the PDF's title when it says more than the first
+    heading, else its subject) and its date; a damaged Info dictionary costs only these."""
+    try:
+        pdf_title, subject, date = pdf_info(path)
+    except Exception:
+        return None, None
+    if pdf_title and _WORD.search(pdf_title) and pdf_title not in (title, path.stem):
+        subject = f"{pdf_title}: {subject}" if subject else pdf_title
+    return subject, date

@@ -151,7 +151,7 @@ class Ingestor:
         """Vectors by content hash; the texts not in the cache go to the model in one call."""
         model = self.embedder.model_id
         vectors = self.cache.get(model, (c.content_hash for c in chunks))
-        missing = {c.content_hash: c.text for c in chunks if c.content_hash not in vectors}
+        missing = {c.content_hash: c.indexed_text for c in chunks if c.content_hash not in vectors}
         if missing:
             fresh = dict(zip(missing, self.embedder.embed(list(missing.values())), strict=True))
             self.cache.put(model, fresh)

@@ -65,6 +65,11 @@ class RetrievalConfig(Section):
         "hybrid", description="dense vectors, BM25, or both fused with RRF inside Qdrant."
     )
     candidates: int | None = Field(None, ge=1, description="Hits per first-stage prefetch (default: max(4*top_k, 50)).")
+    target_documents: bool = Field(
+        True, description="A question naming a period (\"Q2 2023\", \"fiscal 2023\") searches the documents named "
+        "for it first; one asking for the latest version (\"the most recent 10-Q\") the newest document of each "
+        "series its best hits come from (see ragline.retrieval.targeting).",
+    )
     rerank: Literal["none", "onnx", "sentence-transformers"] = Field(
         "onnx", description="Cross-encoder reranking of the first stage's best hits."
     )

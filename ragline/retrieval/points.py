@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ragline.access.principals import READERS_FIELD
 from ragline.models import Chunk, Hit
-from ragline.retrieval.store import TEXT_FIELD, ScoredPoint, StoredPoint
+from ragline.retrieval.store import CONTEXT_FIELD, TEXT_FIELD, ScoredPoint, StoredPoint
 
 
 def chunk_point(chunk: Chunk, vector: list[float]) -> StoredPoint:
@@ -18,6 +18,7 @@ def chunk_point(chunk: Chunk, vector: list[float]) -> StoredPoint:
         "chunk_index": chunk.chunk_index,
         "content_hash": chunk.content_hash,
         TEXT_FIELD: chunk.text,
+        CONTEXT_FIELD: chunk.context,
         READERS_FIELD: chunk.readers,  # after the metadata: a metadata key never overrides it
     }
     return StoredPoint(id=chunk.chunk_id, vector=vector, payload=payload)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
-from ragline.models import Hit
+from ragline.models import Hit, indexed_text
 from ragline.retrieval.fusion import rrf
+from ragline.retrieval.store import CONTEXT_FIELD
 
 BUNDLED_RERANKER = "ms-marco-MiniLM-L-12-v2-int8"
 
@@ -62,8 +63,12 @@ class Reranker(ABC):
 
 
 def passage(hit: Hit) -> str:
-    """What the cross-encoder reads: the chunk, after its document title unless the chunk
+    """What the cross-encoder reads: the chunk after its contextual header (what was
+    embedded), or for chunks stored without one, after its document title unless the chunk
     starts with it (later chunks of a document otherwise lose their subject)."""
+    context = hit.metadata.get(CONTEXT_FIELD)
+    if isinstance(context, str) and context:
+        return indexed_text(context, hit.text)
     title = hit.metadata.get("title")
     if isinstance(title, str) and title.strip() and not hit.text.startswith(title.strip()):
         return f"{title.strip()}\n\n{hit.text}"

@@ -25,7 +25,8 @@ from ragline.retrieval.config import RetrievalConfig
 from ragline.retrieval.embeddings import TextEmbedder
 from ragline.retrieval.points import point_hit
 from ragline.retrieval.rerank import Reranker
-from ragline.retrieval.store import Filters, SearchMode, VectorStore
+from ragline.retrieval.store import Filters, ScoredPoint, SearchMode, VectorStore
+from ragline.retrieval.targeting import targeted_search
 from ragline.text import valid_unicode
 
 Vectors = Mapping[str, Sequence[float]]
@@ -58,7 +59,8 @@ class Retriever:
         mode: SearchMode | None = None, with_vectors: bool = False,
     ) -> tuple[list[Hit], dict[str, list[float]]]:  # fmt: skip
         """First stage: the best `top_k` chunks by `mode` (default `retrieval.mode`) that
-        `readers` may read, and their dense vectors by chunk id when asked (MMR reads them)."""
+        `readers` may read, aimed at the documents the question names (`targeting`), and
+        their dense vectors by chunk id when asked (MMR reads them)."""
         question = valid_unicode(question)
         if not question.strip():
             raise ValueError("question is empty")
@@ -67,10 +69,14 @@ class Retriever:
             if self.store.is_empty():
                 return [], {}
             vector = self.embedder.embed_query(question) if mode != "sparse" else None
-            points = self.store.search(
-                vector, top_k, filters, text=question, mode=mode, candidates=self.settings.candidates,
-                with_vectors=with_vectors, readers=readers,
-            )  # fmt: skip
+
+            def run(narrowed: Filters | None, k: int) -> list[ScoredPoint]:
+                return self.store.search(
+                    vector, k, narrowed, text=question, mode=mode, candidates=self.settings.candidates,
+                    with_vectors=with_vectors, readers=readers,
+                )  # fmt: skip
+
+            points = targeted_search(question, filters, top_k, run) if self.settings.target_documents else run(filters, top_k)
         hits = [point_hit(point) for point in points]
         vectors = {hit.chunk_id: point.vector for hit, point in zip(hits, points) if point.vector is not None}
         return hits, vectors

@@ -14,14 +14,17 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from pydantic import BaseModel, Field
 
 from ragline.access.principals import READERS_FIELD
+from ragline.models import indexed_text
+from ragline.retrieval.periods import PERIODS_FIELD, SERIES_FIELD
 
 if TYPE_CHECKING:
     from ragline.retrieval.sparse import Bm25Documents
 
 # Payload keys every chunk point carries; payload indexes exist on the keyword ones.
-INDEXED_KEYWORD_FIELDS = ("document_id", "source", READERS_FIELD)
-# The payload field whose text feeds the sparse BM25 vector.
+INDEXED_KEYWORD_FIELDS = ("document_id", "source", READERS_FIELD, PERIODS_FIELD, SERIES_FIELD)
+# The payload fields whose text feeds the sparse BM25 vector: the chunk and its header.
 TEXT_FIELD = "text"
+CONTEXT_FIELD = "context_header"
 # Points fetched beyond top_k so that ties at the cut are broken by id, not by engine order.
 TIE_MARGIN = 8
 
@@ -34,9 +37,13 @@ Filters = dict[str, Any]
 
 
 def document_text(payload: dict[str, Any]) -> str | None:
-    """The text a point's BM25 vector is computed from (None: nothing to index)."""
+    """The text a point's BM25 vector is computed from (None: nothing to index): the same
+    header and text its dense vector was embedded from."""
     text = payload.get(TEXT_FIELD)
-    return text if isinstance(text, str) and text.strip() else None
+    if not isinstance(text, str) or not text.strip():
+        return None
+    context = payload.get(CONTEXT_FIELD)
+    return indexed_text(context if isinstance(context, str) else None, text)
 
 
 class StoredPoint(BaseModel):

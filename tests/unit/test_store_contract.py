@@ -245,7 +245,7 @@ def test_edge_persists_points_dim_and_indexes_across_reopen(shard_root):
         schema = shard.info().payload_schema
         for field in INDEXED_KEYWORD_FIELDS:
             assert schema[field].data_type == qe.PayloadSchemaType.Keyword
-            assert schema[field].points == 49
+            assert schema[field].points == (49 if field in points[1].payload else 0)  # periods: documents that state them
     finally:
         shard.close()
 
