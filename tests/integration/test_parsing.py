@@ -234,9 +234,10 @@ def test_chunks_have_metadata_hash_and_uuid5_ids(policy):
         assert chunk.chunk_index == index
         assert chunk.text.strip() == chunk.text and chunk.text
         assert len(tokenize(chunk.text)) <= 64
-        assert chunk.content_hash == hashlib.sha256(chunk.text.encode("utf-8")).hexdigest()
+        assert chunk.content_hash == hashlib.sha256(chunk.indexed_text.encode("utf-8")).hexdigest()  # header included
+        assert chunk.context.startswith("Northwind Labs Information Security Policy")
         assert uuid.UUID(chunk.chunk_id).version == 5
-        assert set(chunk.metadata) == METADATA_KEYS
+        assert set(chunk.metadata) == METADATA_KEYS | {"document_date"}  # the PDF's own creation date
         assert (chunk.document_id, chunk.source) == (chunk.metadata["document_id"], chunk.metadata["source"])
         assert chunk.metadata["title"] == "Northwind Labs Information Security Policy"
     assert len({c.chunk_id for c in chunks}) == len(chunks)

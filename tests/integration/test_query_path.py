@@ -129,8 +129,9 @@ def test_rankings_with_ties_are_identical_after_reopening_the_store(tmp_path, em
     replay against the same prompts."""
     folder = tmp_path / "docs"
     folder.mkdir()
-    for name in ("a", "b", "c", "d", "e"):
-        (folder / f"{name}.txt").write_text("Hedgehogs hibernate through the winter in nests of dry leaves.\n")
+    for name in ("a", "b", "c", "d", "e"):  # one file name: the contextual headers are identical too
+        (folder / name).mkdir()
+        (folder / name / "note.txt").write_text("Hedgehogs hibernate through the winter in nests of dry leaves.\n")
     (folder / "other.txt").write_text("The quarterly budget review is due in March.\n")
     questions = ["Where do hedgehogs spend the winter?", "budget review", "leaves"]
 
