@@ -30,10 +30,11 @@ FILINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def rag(tmp_path_factory, embedder):
+@pytest.fixture(scope="module", params=["edge", "server"])
+def rag(request, tmp_path_factory, embedder):
     store = tmp_path_factory.mktemp("filings") / "store"
-    with ragline.open(store, embedder=embedder, tracing={"enabled": False}, retrieval=LEAN) as rag:
+    kind = {"kind": "server", "url": ":memory:", "collection": "filings"} if request.param == "server" else {}
+    with ragline.open(store, embedder=embedder, tracing={"enabled": False}, retrieval=LEAN, store=kind) as rag:
         report = rag.ingest(ItemsConnector("filings", FILINGS))
         assert report.added == len(FILINGS) and report.failed == 0
         yield rag
