@@ -27,7 +27,7 @@ from ragline.models import Chunk, indexed_text
 # Bump when the chunk texts for the same document and config change.
 CHUNKER_VERSION = "sentence/1"
 # Bump when contextual headers change for the same document.
-HEADER_VERSION = "header/1"
+HEADER_VERSION = "header/2"
 TOKENIZER_NAME = "regex-words"
 CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://ragline.invalid/chunk")
 

@@ -3,9 +3,9 @@
 Company corpora repeat themselves: the "Net sales" table of every quarter's 10-Q reads the
 same, so does each version of a policy. A chunk's text alone cannot tell which filing it
 belongs to, and neither the embedding nor BM25 sees the payload. So every chunk is indexed
-(embedded and BM25-encoded) as a short header naming its document (file name, title,
-subject, date) and the section it sits in, then its text; its stored text stays as it
-was, so citations and prompts quote the document, not the header.
+(embedded and BM25-encoded) as a short header naming its document (title, subject, date)
+and the section it sits in, then its text; its stored text stays as it was, so citations
+and prompts quote the document, not the header.
 
 The same facts become payload fields that retrieval filters on: `periods` (the reporting
 periods the document's name and title state, `ragline.retrieval.periods`), `series`
@@ -52,8 +52,10 @@ class DocumentContext:
         )  # fmt: skip
 
     def header(self, section: str | None) -> str:
-        """One line naming the document, a second naming the section (when there is one)."""
-        parts = [p for p in (self.name, self.title, self.subject) if p]
+        """One line naming the document, a second naming the section (when there is one).
+        Not the file name: a copy or a rename keeps its vectors (the embedding cache is
+        keyed by the indexed text), and the name's periods reach retrieval as payload."""
+        parts = [p for p in (self.title, self.subject) if p]
         if self.date is not None:
             parts.append(f"dated {self.date:%Y-%m-%d}")
         lines = [" | ".join(parts)] if parts else []

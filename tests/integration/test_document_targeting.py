@@ -51,7 +51,7 @@ def test_a_named_period_is_answered_from_that_periods_documents_first(rag):
     assert documents(rag.retrieve("Acme net sales in the second quarter of 2023", top_k=1)) == ["2023 Q2 acme.md"]
     # the stored text is the chunk's own; the header (what was indexed before it) is in the metadata
     assert hits[0].text.startswith("Acme quarterly report.")
-    assert hits[0].metadata["context_header"] == "2023 Q2 acme.md"
+    assert hits[0].metadata["context_header"] == ""  # a text item states no title, subject or date
     assert hits[0].metadata["periods"] == ["2023", "2023-Q2"]
 
 
@@ -85,11 +85,21 @@ def test_latest_resolves_among_what_the_caller_may_read(tmp_path, embedder):
         assert documents(rag.retrieve(question, top_k=1, principals=["group:staff"])) == ["2024 Q1 acme.md"]
 
 
-def test_targeting_and_headers_can_be_turned_off(tmp_path, embedder):
-    with ragline.open(tmp_path / "store", embedder=embedder, tracing={"enabled": False},
-                      retrieval={**LEAN, "target_documents": False}, chunking={"context_headers": False}) as rag:  # fmt: skip
-        few = {name: FILINGS[name] for name in ("2023 Q1 acme.md", "2023 Q2 acme.md", "handbook.md")}
-        rag.ingest(ItemsConnector("filings", few))
-        hits = rag.retrieve("What were Acme's net sales in Q2 2023?", top_k=10)
-        assert len(hits) == len(few) and hits[0].metadata["context_header"] == ""
-        assert hits[0].metadata["periods"]  # the payload still says which period each document is
+def test_the_header_is_indexed_with_every_chunk_and_both_features_turn_off(tmp_path, embedder):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    body = " ".join(f"Sentence {i} is about budgets and staffing." for i in range(60))
+    (folder / "2023 Q2 plan.md").write_text(f"# Zanzibar expansion plan\n\n{body}\n")
+    (folder / "2023 Q3 plan.md").write_text("# Other plan\n\nNothing about islands.\n")
+    for on in (True, False):
+        with ragline.open(tmp_path / f"store-{on}", embedder=embedder, tracing={"enabled": False},
+                          retrieval={**LEAN, "target_documents": on}, chunking={"context_headers": on}) as rag:  # fmt: skip
+            rag.ingest(folder)
+            chunks = rag.store.count(filters={"document_id": "2023 Q2 plan.md"})
+            found = rag.retrieve("Zanzibar", top_k=10, mode="sparse")  # BM25 reads the header too
+            assert chunks > 1 and len(found) == (chunks if on else 1)
+            assert all(hit.text.startswith("Sentence") for hit in found[1:])
+            everywhere = rag.retrieve("What does the Q3 2023 plan say about islands?", top_k=10)
+            if on:
+                assert everywhere[0].document_id == "2023 Q3 plan.md"
+            assert everywhere[0].metadata["periods"]  # the payload says which period each document is

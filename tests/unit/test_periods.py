@@ -81,12 +81,12 @@ def _doc(title: str | None, **fields) -> ParsedDocument:
     )
 
 
-def test_the_header_names_the_file_title_subject_date_and_section_and_records_without_a_file_name_none():
+def test_the_header_names_title_subject_date_and_section_and_the_payload_what_the_name_states():
     filed = datetime(2023, 8, 4, 10, 5, tzinfo=timezone.utc)
     context = DocumentContext.of(
         _doc("Apple Inc.", subject="Form 10-Q", date=filed), document_id="10q/2023 Q3 AAPL.pdf"
     )
-    assert context.header("Net sales") == "2023 Q3 AAPL.pdf | Apple Inc. | Form 10-Q | dated 2023-08-04\nNet sales"
+    assert context.header("Net sales") == "Apple Inc. | Form 10-Q | dated 2023-08-04\nNet sales"  # not the file name
     assert context.payload() == {"periods": ["2023", "2023-Q3"], "series": "aapl",
                                  "document_date": "2023-08-04T10:05:00+00:00"}  # fmt: skip
     record = DocumentContext.of(_doc("Vitamin D and bone density"), document_id="10009203")  # a dataset record id
