@@ -16,8 +16,8 @@ class ChunkingConfig(Section):
     )
     chunk_overlap: int = Field(32, ge=0, description="Tokens repeated from the end of the previous chunk.")
     context_headers: bool = Field(
-        True, description="Embed and BM25-index each chunk after a header naming its document (file name, title, "
-        "subject, date) and section, so near-identical chunks of different documents stay apart; the stored text is "
+        True, description="Embed and BM25-index each chunk after a header naming its document (title, PDF "
+        "subject and date) and section, so near-identical chunks of different documents stay apart; the stored text is "
         "unchanged. Changing it re-embeds every document once.",
     )
 
