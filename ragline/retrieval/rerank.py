@@ -67,9 +67,11 @@ def passage(hit: Hit) -> str:
     embedded), or for chunks stored without one, after its document title unless the chunk
     starts with it (later chunks of a document otherwise lose their subject)."""
     context = hit.metadata.get(CONTEXT_FIELD)
-    if isinstance(context, str) and context:
-        return indexed_text(context, hit.text)
     title = hit.metadata.get("title")
+    if isinstance(context, str) and context:
+        if isinstance(title, str) and title.strip() and hit.text.startswith(title.strip()):
+            context = context.removeprefix(title.strip()).lstrip(" |\n")  # the chunk says it already
+        return indexed_text(context, hit.text)
     if isinstance(title, str) and title.strip() and not hit.text.startswith(title.strip()):
         return f"{title.strip()}\n\n{hit.text}"
     return hit.text
