@@ -38,6 +38,18 @@ class IngestConfig(Section):
     )
     allow_mass_delete: bool = False
     batch_chunks: int = Field(256, ge=1, description="Chunks embedded and written per ledger commit.")
+    parse_workers: int | None = Field(
+        None, ge=0, description="Parser processes for files (PDF, Office, HTML, ...), which parse on other cores while "
+        "this process embeds. Default: one per CPU; 0: parse in the ingesting process only.",
+    )
+    parse_processes_after_seconds: float = Field(
+        2.0, ge=0, description="A run parses files itself until that has taken this long (a parser process takes a "
+        "few seconds to start), then hands the rest to parser processes; 0: from the first file.",
+    )
+    parse_timeout_seconds: float = Field(
+        600.0, gt=0, description="A document a parser process has not parsed in this long fails (the process is "
+        "stopped) and is retried next run; documents parsed in the ingesting process have no limit.",
+    )
 
 
 class SourceConfig(BaseModel):

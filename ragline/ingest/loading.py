@@ -9,6 +9,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from ragline.connectors.base import OPEN_NO_FOLLOW, SourceItem
 from ragline.ingest.documents import RefusedDocument
 from ragline.ingest.parsing import SUPPORTED_EXTENSIONS, ParsedDocument, ParsedElement, ParseError, parse_file
@@ -92,3 +94,24 @@ def load_item(item: SourceItem, *, max_bytes: int) -> ParsedDocument:
     else:
         raise ParseError(item.document_id, "the connector gave no content for a changed document")
     return parsed.model_copy(update={"title": item.title}) if item.title else parsed
+
+
+class ParseOutcome(BaseModel):
+    """What parsing made of one item, as a value: it crosses from a parser process intact,
+    where an exception (a parser's own, say) might not unpickle."""
+
+    parsed: ParsedDocument | None = None
+    reason: str | None = None  # why there is no `parsed`
+    refused: bool = False  # by type or size: refused again from the ledger while unchanged
+
+
+def parse_item(item: SourceItem, *, max_bytes: int) -> ParseOutcome:
+    """`load_item` with every failure as a reason: one bad document costs that document."""
+    try:
+        return ParseOutcome(parsed=load_item(item, max_bytes=max_bytes))
+    except RefusedDocument as exc:
+        return ParseOutcome(reason=exc.reason, refused=True)
+    except ParseError as exc:
+        return ParseOutcome(reason=exc.reason)
+    except Exception as exc:  # a parser bug must cost one document, not the run
+        return ParseOutcome(reason=f"{type(exc).__name__}: {exc}")

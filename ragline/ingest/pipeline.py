@@ -16,6 +16,9 @@ failed document keeps whatever it had in the index before, and is retried next r
 The embedder gets a window of several write batches per call, so that it can group texts
 of equal length in word pieces (padding is wasted model time); writes stay one batch at a
 time, and a crash mid-window costs no model time on the re-run (the embedding cache).
+Files are parsed ahead in parser processes once parsing proves slow (`parse_queue`): a
+window then closes early when the next document is still being parsed, so the model and
+the parsers work at the same time.
 
 A run can be stopped between write batches (`run(stop=...)`, e.g. on SIGTERM): the listing
 ends, the batches written so far stay committed, and deletions are skipped, since documents
@@ -40,12 +43,11 @@ from ragline.errors import StoreError
 from ragline.failpoints import failpoint
 from ragline.ingest.chunking import Chunker
 from ragline.ingest.config import IngestConfig
-from ragline.ingest.documents import RefusedDocument
 from ragline.ingest.embedding_cache import EmbeddingCache
 from ragline.ingest.known import KnownView
 from ragline.ingest.ledger import Ledger, LedgerEntry, Refusal
-from ragline.ingest.loading import load_item
-from ragline.ingest.parsing import ParseError
+from ragline.ingest.loading import ParseOutcome
+from ragline.ingest.parse_queue import WAITING, ParseQueue, Waiting
 from ragline.ingest.progress import ingest_progress
 from ragline.ingest.reconcile import Reconciliation, compare, repair
 from ragline.models import Chunk, IngestError, IngestReport
@@ -71,11 +73,17 @@ class _Parsed(BaseModel):
     readers: list[str]
 
 
-def _windows(batches: Iterator[list[_Parsed]]) -> Iterator[list[list[_Parsed]]]:
-    """Consecutive write batches holding about EMBED_WINDOW chunks between them."""
+def _windows(batches: Iterator[list[_Parsed] | Waiting]) -> Iterator[list[list[_Parsed]]]:
+    """Consecutive write batches holding about EMBED_WINDOW chunks between them; fewer when
+    the next batch waits for a parser process, so that the model works meanwhile."""
     window: list[list[_Parsed]] = []
     size = 0
     for batch in batches:
+        if batch is WAITING:
+            if window:
+                yield window
+                window, size = [], 0
+            continue
         window.append(batch)
         size += sum(len(parsed.chunks) for parsed in batch)
         if size >= EMBED_WINDOW:
@@ -235,35 +243,52 @@ class Ingestor:
         self.ledger.set_readers(previous.source, previous.document_id, readers)
         report.permissions_updated += 1
 
-    def _parse(
-        self, item: SourceItem, previous: LedgerEntry | None, report: IngestReport, refused: dict[str, Refusal],
-        readers: list[str],
-    ) -> _Parsed | None:
+    def _chunks(self, item: SourceItem, outcome: ParseOutcome, refused: dict[str, Refusal],
+                report: IngestReport, readers: list[str]) -> list[Chunk] | None:
+        """The parsed document's chunks, or None (its error reported) when it failed."""
         where = path_text(item.path) if item.path else item.document_id
+        if outcome.parsed is None:
+            if outcome.refused:
+                refused[item.document_id] = Refusal(item.version, item.content_hash, outcome.reason or "refused")
+            report.errors.append(IngestError(document=where, error=outcome.reason or "not parsed"))
+            return None
         try:
-            parsed = load_item(item, max_bytes=self.config.max_document_bytes)
-            chunks = self.chunker.chunk(parsed, document_id=item.document_id, source=item.source)
-        except RefusedDocument as exc:
-            refused[item.document_id] = Refusal(item.version, item.content_hash, exc.reason)
-            report.errors.append(IngestError(document=where, error=exc.reason))
-            return None
-        except ParseError as exc:
-            report.errors.append(IngestError(document=where, error=exc.reason))
-            return None
-        except Exception as exc:  # a parser bug must cost one document, not the run
+            chunks = self.chunker.chunk(outcome.parsed, document_id=item.document_id, source=item.source)
+        except Exception as exc:  # a chunker bug must cost one document, not the run
             report.errors.append(IngestError(document=where, error=f"{type(exc).__name__}: {exc}"))
             return None
-        chunks = [c.model_copy(update={"readers": readers, "metadata": {**item.metadata, **c.metadata}}) for c in chunks]
-        return _Parsed(item=item, chunks=chunks, previous=previous, readers=readers)
+        return [c.model_copy(update={"readers": readers, "metadata": {**item.metadata, **c.metadata}}) for c in chunks]
 
     def _batches(
         self, connector: Connector, known: dict[str, LedgerEntry], report: IngestReport,
         seen: set[str], refused: dict[str, Refusal], tick: Callable[[int], None], stop: threading.Event | None,
-    ) -> Iterator[list[_Parsed]]:
-        """Changed documents, parsed, in write batches of about `batch_chunks` chunks; a stop
-        ends the listing (the documents parsed but not yet written are read again next run)."""
+        parsing: ParseQueue[tuple[LedgerEntry | None, list[str]]],
+    ) -> Iterator[list[_Parsed] | Waiting]:
+        """Changed documents, parsed, in write batches of about `batch_chunks` chunks, and
+        `WAITING` before waiting for a parser process (the batches so far can be embedded
+        meanwhile). A stop ends the listing: documents not yet written are read next run."""
         batch: list[_Parsed] = []
         size = 0
+
+        def taken() -> Iterator[list[_Parsed] | Waiting]:
+            """The oldest parsed document into the batch; the batch when it is full."""
+            nonlocal batch, size
+            if not parsing.ready:
+                yield WAITING
+                if not parsing.ready:
+                    _ = self.embedder.dim  # loads the model while the parsers work
+            item, (previous, readers), outcome = parsing.take()
+            chunks = self._chunks(item, outcome, refused, report, readers)
+            if chunks is None:
+                report.failed += 1
+                tick(1)
+                return
+            batch.append(_Parsed(item=item, chunks=chunks, previous=previous, readers=readers))
+            size += len(chunks)
+            if size >= self.config.batch_chunks:
+                yield batch
+                batch, size = [], 0
+
         refused_before = self.ledger.refusals(connector.source, self._refusal_settings)
         for item in connector.items(KnownView(known, self.fingerprint, refused_before)):
             if _stopping(stop, report):
@@ -289,15 +314,14 @@ class Ingestor:
                     self._update_readers(previous, readers, report)
                 report.unchanged += 1
                 tick(1)
-            elif parsed := self._parse(item, previous, report, refused, readers):
-                batch.append(parsed)
-                size += len(parsed.chunks)
             else:
-                report.failed += 1
-                tick(1)
-            if size >= self.config.batch_chunks:
-                yield batch
-                batch, size = [], 0
+                parsing.put(item, (previous, readers))
+            while parsing.ready or parsing.full:
+                yield from taken()
+        while len(parsing):
+            if _stopping(stop, report):
+                return
+            yield from taken()
         if batch:
             yield batch
 
@@ -350,8 +374,9 @@ class Ingestor:
                     rate = f"{done / elapsed:.1f} docs/s, {report.chunks_embedded / elapsed:.1f} chunks/s"
                     progress.update(task, advance=documents, chunks=report.chunks_embedded, rate=rate)
 
+            parsing: ParseQueue[tuple[LedgerEntry | None, list[str]]] = ParseQueue(self.config)
             try:
-                for window in _windows(self._batches(connector, known, report, seen, refused, tick, stop)):
+                for window in _windows(self._batches(connector, known, report, seen, refused, tick, stop, parsing)):
                     if _stopping(stop, report):
                         break
                     chunks = [c for batch in window for parsed in batch for c in parsed.chunks]
@@ -367,6 +392,8 @@ class Ingestor:
                 report.failed += 1
                 self.ledger.record_run(connector.source, started, report.model_dump(mode="json"))
                 return report  # a source that cannot be listed deletes nothing
+            finally:
+                parsing.close(now=report.interrupted or len(parsing) > 0)
         for document, reason in getattr(connector, "errors", []):
             report.errors.append(IngestError(document=document, error=reason))
             report.failed += 1

@@ -9,8 +9,7 @@ import pytest
 
 import ragline
 from ragline.connectors.filesystem import FilesystemConfig, FilesystemConnector
-from ragline.ingest.loading import load_item
-from ragline.ingest.parsing import ParseError
+from ragline.ingest.parser_processes import ParserProcesses
 
 MAX_BYTES = 1_000_000  # keeps the multi-megabyte books out of a test run's embedding budget
 KNOWN_REASONS = re.compile(
@@ -20,27 +19,29 @@ KNOWN_REASONS = re.compile(
 
 
 def test_every_example_document_parses_or_fails_with_a_named_reason(example_docs):
+    """Through two parser processes, as a long ingest parses: a crash or a hang would fail
+    a document with "the parser process died" or "took longer", not a known reason."""
     connector = FilesystemConnector(FilesystemConfig(root=example_docs / "files"))
     items = list(connector.items({}))
     assert len(items) >= 240
-    parsed, reasons = 0, {}
-    for item in items:
-        try:
-            document = load_item(item, max_bytes=MAX_BYTES)
-        except ParseError as exc:  # anything else escaping is a bug
-            assert KNOWN_REASONS.match(exc.reason), f"{item.document_id}: {exc.reason}"
-            assert str(item.path) in str(exc)
-            reasons[item.document_id] = exc.reason
-        else:
-            assert document.elements and all(e.text for e in document.elements)
-            parsed += 1
-    assert parsed >= 140
+    workers = ParserProcesses(2, max_bytes=MAX_BYTES, timeout=300)
+    try:
+        outcomes = {item.document_id: future.result() for item, future in [(i, workers.submit(i)) for i in items]}
+    finally:
+        workers.close()
+    reasons = {doc: outcome.reason for doc, outcome in outcomes.items() if outcome.parsed is None}
+    for document, reason in reasons.items():
+        assert KNOWN_REASONS.match(reason), f"{document}: {reason}"
+    for outcome in outcomes.values():
+        assert outcome.parsed is None or (outcome.parsed.elements and all(e.text for e in outcome.parsed.elements))
+    assert len(outcomes) - len(reasons) >= 140
     assert reasons["pdf/password.pdf"].startswith("encrypted")
     assert reasons["password_protected.xlsx"].startswith("encrypted")
     assert reasons["book-war-and-peace-1225p.txt"].startswith("too large")
     assert reasons["empty.txt"].startswith("empty document")
     assert reasons["unsupported/factbook.xsl"].startswith("unsupported file type")
     assert reasons["pdf/pdf-bad-color-space.pdf"].startswith("malformed/corrupt file")
+    assert outcomes["unsupported/factbook.xsl"].refused and outcomes["book-war-and-peace-1225p.txt"].refused
 
 
 @pytest.mark.slow

@@ -1,0 +1,185 @@
+"""Parser processes: files parsed on other cores while the ingesting process embeds.
+
+Parsing a PDF is pure Python (pdfminer, then spaCy to classify each text box) and holds
+one core; embedding keeps the others busy through the model's threads. Each worker is a
+`python -m ragline.ingest.parse_worker` process that parses one document at a time, so a
+parser that crashes (a segfault, the OOM killer) or hangs on a hostile file costs that
+document alone: its worker is killed after `parse_timeout_seconds` and the next document
+gets a fresh one. Workers are plain subprocesses rather than a multiprocessing pool, which
+would re-import the caller's `__main__` in every worker and make each script that calls
+`ingest` need an `if __name__ == "__main__"` guard.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+from ragline.connectors.base import SourceItem
+from ragline.ingest.loading import ParseOutcome
+from ragline.ingest.parse_worker import READY, read_frame, write_frame
+
+# A worker imports unstructured, pdfminer and spaCy (about 4 s here) before it is ready.
+START_TIMEOUT_SECONDS = 120.0
+_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def default_workers() -> int:
+    """One per CPU this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _worker_environment() -> dict[str, str]:
+    """The caller's environment; one math thread per worker (the workers are the
+    parallelism), and ragline importable however the caller found it."""
+    env = dict(os.environ, **dict.fromkeys(_ONE_THREAD, "1"))
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return env
+
+
+class WorkerGone(Exception):
+    """The worker died, or was killed for taking too long, before it answered."""
+
+
+class _Worker:
+    """One parser process and its pipes; `parse` sends a document and waits for the answer."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ragline.ingest.parse_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_worker_environment(),
+            start_new_session=True,  # a terminal's Ctrl-C goes to the ingest, which stops its workers
+        )  # fmt: skip
+        if self._answer(START_TIMEOUT_SECONDS) != READY:
+            self.kill()
+            raise WorkerGone("the parser process did not start")
+
+    def _answer(self, timeout: float):
+        """The next frame, or WorkerGone when the process ends first or `timeout` runs out."""
+        timer = threading.Timer(timeout, self.process.kill)
+        timer.start()
+        try:
+            return read_frame(self.process.stdout)
+        except EOFError:
+            code = self.process.wait()
+            if not timer.is_alive():
+                raise WorkerGone(f"parsing took longer than {timeout:g} s (ingest.parse_timeout_seconds); "
+                                 "the parser was stopped") from None  # fmt: skip
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            raise WorkerGone(f"the parser process died ({how}) while reading it") from None
+        finally:
+            timer.cancel()
+
+    @property
+    def alive(self) -> bool:
+        """False once the process ended: killed by the timer just as it answered, say."""
+        return self.process.poll() is None
+
+    def parse(self, item: SourceItem, max_bytes: int, timeout: float) -> ParseOutcome:
+        try:
+            write_frame(self.process.stdin, (item, max_bytes))
+        except (BrokenPipeError, OSError):
+            code = self.process.wait()
+            raise WorkerGone(f"the parser process had exited (code {code})") from None
+        return self._answer(timeout)
+
+    def close(self) -> None:
+        """End of input: the worker exits after the document it may still be reading."""
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+class ParserProcesses:
+    """`workers` parser processes, started on first use, sharing one queue of documents."""
+
+    def __init__(self, workers: int, *, max_bytes: int, timeout: float):
+        self.workers = workers
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self._jobs: queue.Queue[tuple[SourceItem, Future] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._live: set[_Worker] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, item: SourceItem) -> Future[ParseOutcome]:
+        if not self._threads:
+            for n in range(self.workers):
+                thread = threading.Thread(target=self._serve, name=f"ragline-parser-{n}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        future: Future[ParseOutcome] = Future()
+        self._jobs.put((item, future))
+        return future
+
+    def _serve(self) -> None:
+        """One worker's life: documents from the queue until `close`; a fresh process after
+        one died or was killed, so the next document is not blamed for the last."""
+        worker: _Worker | None = None
+        while (job := self._jobs.get()) is not None:
+            item, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                if worker is None or not worker.alive:
+                    self._forget(worker)
+                    worker = self._start()
+                future.set_result(worker.parse(item, self.max_bytes, self.timeout))
+            except Exception as exc:  # whatever happens, the document gets an answer
+                reason = str(exc) if isinstance(exc, WorkerGone) else f"parser process: {type(exc).__name__}: {exc}"
+                future.set_result(ParseOutcome(reason=f"{reason}; it is retried next run"))
+                if worker is not None:
+                    worker.kill()
+                    self._forget(worker)
+                worker = None
+        if worker is not None:
+            worker.close()
+            self._forget(worker)
+
+    def _start(self) -> _Worker:
+        worker = _Worker()
+        with self._lock:
+            self._live.add(worker)
+        return worker
+
+    def _forget(self, worker: _Worker | None) -> None:
+        with self._lock:
+            self._live.discard(worker)
+
+    def close(self, *, now: bool = False) -> None:
+        """Stop the workers: after the queued documents, or `now` (queued ones are cancelled,
+        running ones killed: their documents are read again next run)."""
+        if now:
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    job[1].cancel()
+            with self._lock:
+                for worker in list(self._live):
+                    worker.process.kill()
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
