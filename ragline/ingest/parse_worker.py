@@ -10,6 +10,7 @@ and the frames use a copy of the original descriptor.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pickle
 import signal
@@ -19,6 +20,8 @@ from typing import IO, Any
 
 _LENGTH = struct.Struct(">Q")
 READY = "ready"
+PARENT_VARIABLE = "RAGLINE_PARSER_PARENT"
+PR_SET_PDEATHSIG = 1
 
 
 def write_frame(stream: IO[bytes], value: Any) -> None:
@@ -39,8 +42,22 @@ def read_frame(stream: IO[bytes]) -> Any:
     return pickle.loads(data)
 
 
+def _die_with_parent() -> None:
+    """Linux: be killed when the ingesting process dies (kill -9 included), rather than
+    parse on for nobody. It is told by the thread that started this process, which lives
+    as long as this process does."""
+    parent = os.environ.get(PARENT_VARIABLE)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the end of input still ends this process
+        return
+    if parent is not None and os.getppid() != int(parent):
+        sys.exit(0)  # the parent died before the line above
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingesting process decides when to stop
+    _die_with_parent()
     frames_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     frames_in = sys.stdin.buffer

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ragline.connectors.base import SourceItem
 from ragline.ingest.loading import ParseOutcome
-from ragline.ingest.parse_worker import READY, read_frame, write_frame
+from ragline.ingest.parse_worker import PARENT_VARIABLE, READY, read_frame, write_frame
 
 # A worker imports unstructured, pdfminer and spaCy (about 4 s here) before it is ready.
 START_TIMEOUT_SECONDS = 120.0
@@ -40,7 +40,7 @@ def default_workers() -> int:
 def _worker_environment() -> dict[str, str]:
     """The caller's environment; one math thread per worker (the workers are the
     parallelism), and ragline importable however the caller found it."""
-    env = dict(os.environ, **dict.fromkeys(_ONE_THREAD, "1"))
+    env = dict(os.environ, **dict.fromkeys(_ONE_THREAD, "1"), **{PARENT_VARIABLE: str(os.getpid())})
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     return env
@@ -59,12 +59,14 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_worker_environment(),
             start_new_session=True,  # a terminal's Ctrl-C goes to the ingest, which stops its workers
         )  # fmt: skip
-        if self._answer(START_TIMEOUT_SECONDS) != READY:
+        late = f"the parser process did not start within {START_TIMEOUT_SECONDS:g} s"
+        if self._answer(START_TIMEOUT_SECONDS, late, "before it was ready") != READY:
             self.kill()
             raise WorkerGone("the parser process did not start")
 
-    def _answer(self, timeout: float):
-        """The next frame, or WorkerGone when the process ends first or `timeout` runs out."""
+    def _answer(self, timeout: float, late: str, doing: str):
+        """The next frame, or WorkerGone when the process ends first (it died `doing`) or is
+        killed when `timeout` runs out (`late` says so)."""
         timer = threading.Timer(timeout, self.process.kill)
         timer.start()
         try:
@@ -72,10 +74,9 @@ class _Worker:
         except EOFError:
             code = self.process.wait()
             if not timer.is_alive():
-                raise WorkerGone(f"parsing took longer than {timeout:g} s (ingest.parse_timeout_seconds); "
-                                 "the parser was stopped") from None  # fmt: skip
+                raise WorkerGone(late) from None
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            raise WorkerGone(f"the parser process died ({how}) while reading it") from None
+            raise WorkerGone(f"the parser process died ({how}) {doing}") from None
         finally:
             timer.cancel()
 
@@ -90,7 +91,8 @@ class _Worker:
         except (BrokenPipeError, OSError):
             code = self.process.wait()
             raise WorkerGone(f"the parser process had exited (code {code})") from None
-        return self._answer(timeout)
+        late = f"parsing took longer than {timeout:g} s (ingest.parse_timeout_seconds); the parser was stopped"
+        return self._answer(timeout, late, "while reading it")
 
     def close(self) -> None:
         """End of input: the worker exits after the document it may still be reading."""

@@ -88,7 +88,7 @@ def _killed_ingest(store: Path, root: Path, failpoint: str) -> None:
     )  # killed or finished: either way the next run must converge
 
 
-@settings(max_examples=6, derandomize=True, deadline=None, database=None,
+@settings(max_examples=5, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 @given(steps=st.lists(step, min_size=2, max_size=4))
 def test_the_index_always_equals_a_clean_ingest_of_the_readable_folder(embedder, steps) -> None:

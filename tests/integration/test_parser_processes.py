@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
-
-import pytest
 
 import ragline
 from ragline.components import EMBEDDING_CACHE_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
-FILING = ROOT.parent / "shared" / "data" / "sec10q-dev" / "docs" / "2022 Q3 AAPL.pdf"
 IN_WORKERS = {"parse_workers": 1, "parse_processes_after_seconds": 0}
 
 
@@ -26,16 +26,17 @@ def _stored(rag) -> dict[str, tuple]:
     }
 
 
-def _parser_processes() -> list[int]:
-    """Running parser processes started by this test process."""
+def _parser_processes(parent: int | None = None) -> list[int]:
+    """Running parser processes started by `parent` (default: this test process)."""
+    parent = os.getpid() if parent is None else parent
     found = []
     for entry in Path("/proc").iterdir():
         try:
             cmdline = (entry / "cmdline").read_bytes()
-            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
             continue
-        if b"ragline.ingest.parse_worker" in cmdline and parent == os.getpid():
+        if b"ragline.ingest.parse_worker" in cmdline and fields[0] != "Z" and int(fields[1]) == parent:
             found.append(int(entry.name))
     return found
 
@@ -79,17 +80,46 @@ def test_a_parser_that_dies_costs_its_document_only(tmp_path, embedder, monkeypa
         assert "30 days" in rag.retrieve("How many days of paid leave?", top_k=1)[0].text
 
 
-@pytest.mark.skipif(not FILING.is_file(), reason=f"shared filing not found at {FILING}")
-def test_a_parser_that_takes_too_long_is_stopped(tmp_path, embedder):
+def test_a_parser_that_hangs_is_stopped(tmp_path, embedder, monkeypatch):
     docs = tmp_path / "docs"
     docs.mkdir()
-    shutil.copy(FILING, docs / "filing.pdf")
-    settings = {**IN_WORKERS, "parse_timeout_seconds": 0.2}  # a 28-page 10-Q takes seconds to lay out
-    with ragline.open(tmp_path / "store", embedder=embedder, ingest=settings) as rag:
+    shutil.copy(SAMPLES / "security-policy.pdf", docs)
+    shutil.copy(SAMPLES / "employee-handbook.md", docs)
+    monkeypatch.setenv("RAGLINE_FAILPOINTS", "parse.worker:stop")  # each worker hangs on its first document
+    with ragline.open(tmp_path / "store", embedder=embedder, ingest={**IN_WORKERS, "parse_timeout_seconds": 0.5}) as rag:
         report = rag.ingest(docs)
-        assert (report.added, report.failed) == (0, 1)
-        [error] = report.errors
-        assert Path(error.document).name == "filing.pdf"
-        assert "parsing took longer than 0.2 s (ingest.parse_timeout_seconds)" in error.error
-        assert rag.store.count({"document_id": "filing.pdf"}) == 0
+        assert (report.added, report.failed) == (0, 2)
+        assert sorted(Path(e.document).name for e in report.errors) == ["employee-handbook.md", "security-policy.pdf"]
+        for error in report.errors:
+            assert "parsing took longer than 0.5 s (ingest.parse_timeout_seconds)" in error.error, error
+        assert rag.store.count() == 0
     assert _parser_processes() == []
+
+
+def test_a_killed_ingest_leaves_no_parser_behind(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SAMPLES / "security-policy.pdf", docs)
+    script = (f"import ragline\nragline.open({str(tmp_path / 'store')!r}, ingest={IN_WORKERS!r})"
+              f".ingest({str(docs)!r})\n")  # fmt: skip
+    hang = {"RAGLINE_FAILPOINTS": "parse.worker:stop"}  # the worker hangs: only the ingest's death can end it
+    ingest = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "HF_HUB_OFFLINE": "1", **hang})
+    try:
+        deadline = time.monotonic() + 60
+        while not (workers := [pid for pid in _parser_processes(ingest.pid) if _state(pid) == "T"]):
+            assert ingest.poll() is None and time.monotonic() < deadline, "no parser process took a document"
+            time.sleep(0.05)
+    finally:
+        ingest.kill()
+        ingest.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in workers):
+        assert time.monotonic() < deadline, f"parser processes {workers} outlived the killed ingest"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return "Z"
