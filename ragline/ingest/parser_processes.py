@@ -88,7 +88,7 @@ class _Worker:
     def parse(self, item: SourceItem, max_bytes: int, timeout: float) -> ParseOutcome:
         try:
             write_frame(self.process.stdin, (item, max_bytes))
-        except (BrokenPipeError, OSError):
+        except OSError:  # a broken pipe: the worker is gone
             code = self.process.wait()
             raise WorkerGone(f"the parser process had exited (code {code})") from None
         late = f"parsing took longer than {timeout:g} s (ingest.parse_timeout_seconds); the parser was stopped"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import ragline
 from ragline.components import EMBEDDING_CACHE_FILE
+from ragline.processes import process_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -113,12 +114,13 @@ def test_a_killed_ingest_leaves_no_parser_behind(tmp_path):
         ingest.kill()
         ingest.wait()
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in workers):
+    while any(process_alive(pid) for pid in workers):
         assert time.monotonic() < deadline, f"parser processes {workers} outlived the killed ingest"
         time.sleep(0.05)
 
 
 def _state(pid: int) -> str:
+    """"T" for a stopped process."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except (OSError, IndexError):
