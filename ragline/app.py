@@ -21,6 +21,7 @@ from ragline.components import Components
 from ragline.config import RaglineConfig, load_config
 from ragline.connectors.base import Connector
 from ragline.connectors.registry import ingest_connectors
+from ragline.ingest import reconcile
 from ragline.llm.base import LLMProvider, StreamChunk
 from ragline.llm.chain import deadline
 from ragline.models import Answer, Hit, IngestError, IngestReport
@@ -165,7 +166,7 @@ class Rag:
         """Compare the index with the ledger, point id by point id, per source
         (`Reconciliation`s); `repair` fixes what it can and leaves damaged documents for the
         next `ingest` to re-process (every ingest also reconciles its source by point counts)."""
-        return self.components.ingestor.check(repair_found=repair)
+        return reconcile.check(self.store, self.ledger, repair_found=repair)
 
     # --- retrieval ---
 

@@ -49,7 +49,7 @@ from ragline.ingest.ledger import Ledger, LedgerEntry, Refusal
 from ragline.ingest.loading import ParseOutcome
 from ragline.ingest.parse_queue import WAITING, ParseQueue, Waiting
 from ragline.ingest.progress import ingest_progress
-from ragline.ingest.reconcile import Reconciliation, compare, repair
+from ragline.ingest.reconcile import compare, flush_pending_deletes, repair
 from ragline.models import Chunk, IngestError, IngestReport
 from ragline.retrieval.embeddings import TextEmbedder
 from ragline.retrieval.points import chunk_point
@@ -132,11 +132,7 @@ class Ingestor:
         self._flush_pending_deletes()
 
     def _flush_pending_deletes(self) -> None:
-        pending = self.ledger.pending_deletes()
-        if pending:
-            self.store.delete(pending)
-            failpoint("ingest.after_delete")
-            self.ledger.clear_pending(pending)
+        flush_pending_deletes(self.store, self.ledger)
 
     def _ensure_space(self, chunks: list[Chunk]) -> None:
         """Refuse to write a window the disk cannot hold: the embedded engine writes through
@@ -211,23 +207,6 @@ class Ingestor:
         repair(self.ledger, result, known)
         self._flush_pending_deletes()
         report.reconciled += len(result.damaged) + len(result.adopted)
-
-    def check(self, *, repair_found: bool = False) -> list[Reconciliation]:
-        """Every source's point ids against the ledger (`ragline check`): the sources the ledger
-        knows and those only the index's payloads name. `repair_found` adopts orphans, deletes
-        stray points and marks damaged documents, so the next ingest re-processes them."""
-        sources = {summary.source for summary in self.ledger.sources()}
-        sources.update(p.payload.get("source") for p in self.store.iter_points())
-        results = []
-        for source in sorted(s for s in sources if isinstance(s, str)):
-            known = self.ledger.documents(source)
-            result = compare(self.store, source, known, full=True)
-            if repair_found and not result.consistent:
-                repair(self.ledger, result, known)
-            results.append(result)
-        if repair_found:
-            self._flush_pending_deletes()
-        return results
 
     # --- classification ---
 

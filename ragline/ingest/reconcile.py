@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ragline.failpoints import failpoint
 from ragline.ingest.ledger import Ledger, LedgerEntry
 from ragline.retrieval.store import VectorStore
 
@@ -78,3 +79,32 @@ def repair(ledger: Ledger, result: Reconciliation, known: dict[str, LedgerEntry]
     if adopted or invalidated or result.stray:
         ledger.commit(upserts=adopted + invalidated, stale_point_ids=result.stray)
     known.update({entry.document_id: entry for entry in adopted + invalidated})
+
+
+def flush_pending_deletes(store: VectorStore, ledger: Ledger) -> None:
+    """Delete the points the ledger queued for deletion, then forget them (a crash between
+    the two repeats the delete, which is idempotent)."""
+    pending = ledger.pending_deletes()
+    if pending:
+        store.delete(pending)
+        failpoint("ingest.after_delete")
+        ledger.clear_pending(pending)
+
+
+def check(store: VectorStore, ledger: Ledger, *, repair_found: bool = False) -> list[Reconciliation]:
+    """Every source's point ids against the ledger (`ragline check`): the sources the ledger
+    knows and those only the index's payloads name. `repair_found` adopts orphans, deletes
+    stray points and marks damaged documents, so the next ingest re-processes them. Needs
+    neither parsers nor the model, so checking a store loads neither."""
+    sources = {summary.source for summary in ledger.sources()}
+    sources.update(p.payload.get("source") for p in store.iter_points())
+    results = []
+    for source in sorted(s for s in sources if isinstance(s, str)):
+        known = ledger.documents(source)
+        result = compare(store, source, known, full=True)
+        if repair_found and not result.consistent:
+            repair(ledger, result, known)
+        results.append(result)
+    if repair_found:
+        flush_pending_deletes(store, ledger)
+    return results

@@ -101,6 +101,14 @@ def test_the_chunker_imports_no_model_stack_and_no_tracing() -> None:
     assert {m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy)} == set()
 
 
+def test_checking_a_store_loads_no_parser_and_no_model(tmp_path) -> None:
+    """`ragline check` compares the ledger with the index: it took 7 s when it built the
+    ingest pipeline (unstructured, nltk, llama-index) only to reach the ledger."""
+    loaded = _loaded_after(f"import ragline; rag = ragline.open({str(tmp_path)!r}); rag.check(); rag.close()")
+    heavy = ("torch", "unstructured", "llama_index", "sentence_transformers", "ragline.ingest.parsing", "ragline.ingest.chunking")
+    assert {m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy)} == set()
+
+
 def test_providers_are_imported_only_when_configured() -> None:
     loaded = _loaded_after("import ragline.llm.providers, ragline.llm.stack")
     assert not {m for m in loaded if m.startswith("ragline.llm.providers.")}
