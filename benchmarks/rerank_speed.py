@@ -44,22 +44,28 @@ VARIANTS = {
 }
 
 
-def _fused(head, scores) -> list[int]:
+def fused_order(scores: list[float]) -> list[int]:
+    """Candidates by the RRF of their second-stage rank and first-stage rank, as `retrieve` fuses."""
     by_score = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
-    cross = {index: rank for rank, index in enumerate(by_score)}
-    return sorted(range(len(scores)), key=lambda i: rrf(cross[i] + 1) + rrf(i + 1), reverse=True)
+    second = {index: rank for rank, index in enumerate(by_score)}
+    return sorted(range(len(scores)), key=lambda i: rrf(second[i] + 1) + rrf(i + 1), reverse=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def judged_queries(description: str, default_limit: int):
+    """The command line shared by the second-stage benchmarks: (args, queries, qrels, judged query ids)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--queries", type=Path, required=True)
     parser.add_argument("--qrels", type=Path, required=True)
-    parser.add_argument("--limit", type=int, default=200, help="first N judged queries (0: all)")
+    parser.add_argument("--limit", type=int, default=default_limit, help="first N judged queries (0: all)")
     args = parser.parse_args()
     queries, qrels = load_queries(args.queries), load_qrels(args.qrels)
     judged = [q for q in queries if any(s > 0 for s in qrels.get(q, {}).values())]
-    judged = judged[: args.limit] if args.limit else judged
+    return args, queries, qrels, judged[: args.limit] if args.limit else judged
+
+
+def main() -> None:
+    args, queries, qrels, judged = judged_queries(__doc__.splitlines()[0], 200)
     encoders = {name: OnnxCrossEncoder(**settings) for name, (settings, _) in VARIANTS.items()}
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     ndcg: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -84,7 +90,7 @@ def main() -> None:
                     reference = scores
                 else:
                     shift[name] = max(shift[name], *(abs(a - b) for a, b in zip(scores, reference[:pairs], strict=False)))
-                order = _fused(head, scores)
+                order = fused_order(scores)
                 ranking = document_ranking([head[i].document_id for i in order] + [h.document_id for h in tail])
                 ndcg[name].append(ndcg_at_k(ranking, qrels[qid], 10).value or 0.0)
     base = statistics.median(first_stage)

@@ -15,7 +15,6 @@ stored: one query encoding, 20 dot products and the fusion.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import statistics
 import sys
@@ -29,10 +28,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
+from rerank_speed import fused_order, judged_queries  # noqa: E402  (this folder is on sys.path)
+
 import ragline  # noqa: E402
 from ragline.eval.metrics import ndcg_at_k  # noqa: E402
-from ragline.eval.retrieval import CHUNKS_PER_DOCUMENT, DOCUMENT_DEPTH, document_ranking, load_qrels, load_queries  # noqa: E402
-from ragline.retrieval.fusion import rrf  # noqa: E402
+from ragline.eval.retrieval import CHUNKS_PER_DOCUMENT, DOCUMENT_DEPTH, document_ranking  # noqa: E402
 from ragline.retrieval.rerank import OnnxCrossEncoder, passage  # noqa: E402
 
 PAIRS = 20
@@ -62,24 +62,12 @@ class BgeEncoder:
 
 
 def _order(scores: list[float], fused: bool) -> list[int]:
-    """Candidates by `scores`, or by RRF of that rank and the first-stage rank (as `retrieve` fuses)."""
-    by_score = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
-    if not fused:
-        return by_score
-    rank = {index: r for r, index in enumerate(by_score)}
-    return sorted(range(len(scores)), key=lambda i: rrf(rank[i] + 1) + rrf(i + 1), reverse=True)
+    """Candidates by `scores`, or fused with the first-stage rank."""
+    return fused_order(scores) if fused else sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--queries", type=Path, required=True)
-    parser.add_argument("--qrels", type=Path, required=True)
-    parser.add_argument("--limit", type=int, default=0, help="first N judged queries (0: all)")
-    args = parser.parse_args()
-    queries, qrels = load_queries(args.queries), load_qrels(args.qrels)
-    judged = [q for q in queries if any(s > 0 for s in qrels.get(q, {}).values())]
-    judged = judged[: args.limit] if args.limit else judged
+    args, queries, qrels, judged = judged_queries(__doc__.splitlines()[0], 0)
     cross, bge = OnnxCrossEncoder(), BgeEncoder()
     stored: dict[str, np.ndarray] = {}  # chunk id -> its vector, as ingest would have stored it
     ingest_ms: list[float] = []
