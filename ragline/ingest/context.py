@@ -16,18 +16,16 @@ AMZN.pdf") and `document_date` (when the document says it was made), so a questi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from ragline.ingest.documents import ParsedDocument
+from ragline.ingest.documents import ParsedDocument, has_word
 from ragline.retrieval.periods import DATE_FIELD, PERIODS_FIELD, SERIES_FIELD, document_periods, period_end, series_name
 
 # A heading longer than this is a paragraph the classifier took for a title.
 _MAX_SECTION_CHARS = 100
-_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ def section_titles(doc: ParsedDocument) -> list[str | None]:
     sections: list[str | None] = []
     for element in doc.elements:
         text = element.text.strip()
-        if element.element_type == "Title" and len(text) <= _MAX_SECTION_CHARS and _WORD.search(text):
+        if element.element_type == "Title" and len(text) <= _MAX_SECTION_CHARS and has_word(text):
             current = text
         sections.append(current)
     return sections

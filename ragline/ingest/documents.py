@@ -3,6 +3,7 @@ chunker, the loader and connectors depend on these types without importing a par
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -13,6 +14,13 @@ from pydantic import BaseModel
 PARSER_FINGERPRINT = (
     f"ragline-parse/2;unstructured={package_version('unstructured')};pdfminer={package_version('pdfminer.six')}"
 )
+# A real word: two letters in a row. Rotated PDF text (arXiv stamps) comes out as letter
+# salad like "n u J", which is no title or section heading.
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def has_word(text: str) -> bool:
+    return _WORD.search(text) is not None
 
 
 class ParseError(ValueError):

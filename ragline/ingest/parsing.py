@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ragline.ingest.documents import ParsedDocument, ParsedElement, ParseError, RefusedDocument
+from ragline.ingest.documents import ParsedDocument, ParsedElement, ParseError, RefusedDocument, has_word
 
 
 def _offline_unstructured() -> None:
@@ -75,8 +75,6 @@ _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 _OOXML = {".docx", ".pptx", ".xlsx"}
 _SKIPPED_TYPES = {"PageBreak"}
-# A title needs a real word: rotated PDF text (arXiv stamps) comes out as letter salad like "n u J".
-_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 def _partition_pdf(path: Path) -> list[Element]:
@@ -264,7 +262,7 @@ def parse_file(path: Path) -> ParsedDocument:
 
 def _is_heading(text: str) -> bool:
     """A title needs a real word and no form glyphs: a 10-Q's first "title" is "Yes ☐ No ☒"."""
-    return bool(_WORD.search(text)) and not any(unicodedata.category(char) == "So" for char in text)
+    return has_word(text) and not any(unicodedata.category(char) == "So" for char in text)
 
 
 def _describe_pdf(path: Path, title: str) -> tuple[str | None, datetime | None]:
@@ -274,6 +272,6 @@ def _describe_pdf(path: Path, title: str) -> tuple[str | None, datetime | None]:
         pdf_title, subject, date = pdf_info(path)
     except Exception:
         return None, None
-    if pdf_title and _WORD.search(pdf_title) and pdf_title not in (title, path.stem):
+    if pdf_title and has_word(pdf_title) and pdf_title not in (title, path.stem):
         subject = f"{pdf_title}: {subject}" if subject else pdf_title
     return subject, date

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,8 +89,23 @@ def test_a_parser_that_hangs_is_stopped(tmp_path, embedder, monkeypatch):
     shutil.copy(SAMPLES / "security-policy.pdf", docs)
     shutil.copy(SAMPLES / "employee-handbook.md", docs)
     monkeypatch.setenv("RAGLINE_FAILPOINTS", "parse.worker:stop")  # each worker hangs on its first document
+    # Were the timeout broken, the ingest would wait forever: after 120 s the watchdog kills
+    # every worker (the restarted ones hang too), so the test fails on the errors below
+    # instead of hanging the suite.
+    done = threading.Event()
+
+    def watchdog() -> None:
+        if not done.wait(120):
+            while not done.wait(0.5):
+                for pid in _parser_processes():
+                    os.kill(pid, signal.SIGKILL)
+
+    threading.Thread(target=watchdog, daemon=True).start()
     with ragline.open(tmp_path / "store", embedder=embedder, ingest={**IN_WORKERS, "parse_timeout_seconds": 0.5}) as rag:
-        report = rag.ingest(docs)
+        try:
+            report = rag.ingest(docs)
+        finally:
+            done.set()
         assert (report.added, report.failed) == (0, 2)
         assert sorted(Path(e.document).name for e in report.errors) == ["employee-handbook.md", "security-policy.pdf"]
         for error in report.errors:
