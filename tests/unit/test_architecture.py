@@ -95,10 +95,15 @@ def _loaded_after(statement: str) -> set[str]:
     return set(json.loads(out.stdout))
 
 
+def _among(loaded: set[str], heavy: tuple[str, ...]) -> set[str]:
+    """The loaded modules that are, or live inside, one of `heavy`."""
+    return {m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy)}
+
+
 def test_the_chunker_imports_no_model_stack_and_no_tracing() -> None:
     loaded = _loaded_after("import ragline.ingest.chunking")
     heavy = ("opentelemetry", "httpx", "torch", "unstructured", "llama_index", "ragline.llm", "ragline.tracing", "ragline.app")
-    assert {m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy)} == set()
+    assert _among(loaded, heavy) == set()
 
 
 def test_checking_a_store_loads_no_parser_and_no_model(tmp_path) -> None:
@@ -106,7 +111,7 @@ def test_checking_a_store_loads_no_parser_and_no_model(tmp_path) -> None:
     ingest pipeline (unstructured, nltk, llama-index) only to reach the ledger."""
     loaded = _loaded_after(f"import ragline; rag = ragline.open({str(tmp_path)!r}); rag.check(); rag.close()")
     heavy = ("torch", "unstructured", "llama_index", "sentence_transformers", "ragline.ingest.parsing", "ragline.ingest.chunking")
-    assert {m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy)} == set()
+    assert _among(loaded, heavy) == set()
 
 
 def test_providers_are_imported_only_when_configured() -> None:
