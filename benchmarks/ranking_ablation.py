@@ -6,7 +6,9 @@ One run scores every variant on sec10q-dev, SciFact dev and PubMedQA dev, and ti
         [--stores DIR] [--variants JSON] [--data DIR] [--json]
 
 A variant is a set of config overrides for `ragline.open` (sections as dicts). Variants with
-the same `[chunking]` share one store per data set, ingested once per run; stores live
+the same `[chunking]` share one store per data set, ingested once per run and created by
+the first variant that opens it (list a `rerank = "vectors"` variant first, so the store
+holds second-stage vectors; the others read past them); stores live
 under DIR (default: a temporary folder) and are reused while unchanged, so a second run
 embeds nothing (SciFact's 5,183 abstracts take ~8 minutes per chunking setting here).
 `--limit N` asks N questions per data set, evenly spaced through the file; the corpora are

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import ragline  # noqa: E402
 from ragline.eval.metrics import ndcg_at_k  # noqa: E402
 from ragline.eval.retrieval import CHUNKS_PER_DOCUMENT, DOCUMENT_DEPTH, document_ranking, load_qrels, load_queries  # noqa: E402
-from ragline.retrieval.fusion import rrf  # noqa: E402
+from ragline.retrieval.fusion import fused_with_first_stage  # noqa: E402
 from ragline.retrieval.rerank import OnnxCrossEncoder, passage  # noqa: E402
 
 # name -> (cross-encoder settings, pairs read)
@@ -46,9 +46,8 @@ VARIANTS = {
 
 def fused_order(scores: list[float]) -> list[int]:
     """Candidates by the RRF of their second-stage rank and first-stage rank, as `retrieve` fuses."""
-    by_score = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
-    second = {index: rank for rank, index in enumerate(by_score)}
-    return sorted(range(len(scores)), key=lambda i: rrf(second[i] + 1) + rrf(i + 1), reverse=True)
+    fused = fused_with_first_stage(scores)
+    return sorted(range(len(scores)), key=lambda i: fused[i], reverse=True)
 
 
 def judged_queries(description: str, default_limit: int):

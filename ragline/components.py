@@ -191,10 +191,31 @@ class Components:
 
         return Embedder(settings)
 
+    @property
+    def second_stage(self):
+        """The encoder of stored second-stage vectors: for a store that holds them, or will
+        (`retrieval.rerank = "vectors"`); None otherwise."""
+
+        def build():
+            from ragline.retrieval.second_stage import SecondStageEncoder
+
+            settings = self.config.retrieval
+            wanted = settings.rerank == "vectors" or self.store.second_dim is not None
+            if not wanted:
+                return None
+            model = settings.rerank_model if settings.rerank == "vectors" else None
+            return SecondStageEncoder(model, query_instruction=settings.rerank_query_instruction)
+
+        return self._part("second_stage", build)
+
     def _build_reranker(self):
         from ragline.retrieval.rerank import OnnxCrossEncoder, SentenceTransformersCrossEncoder
 
         settings = self.config.retrieval
+        if settings.rerank == "vectors":
+            from ragline.retrieval.second_stage import StoredVectorReranker
+
+            return StoredVectorReranker(self.store, self.second_stage)
         if settings.rerank == "onnx":
             return OnnxCrossEncoder(settings.rerank_model, batch_size=settings.rerank_batch_size)
         if settings.rerank == "sentence-transformers":
@@ -210,7 +231,7 @@ class Components:
 
         return Ingestor(
             self.store, self.ledger, self.embedder, Chunker(self.config.chunking),
-            EmbeddingCache(self.path / EMBEDDING_CACHE_FILE), self.config.ingest,
+            EmbeddingCache(self.path / EMBEDDING_CACHE_FILE), self.config.ingest, second_stage=self.second_stage,
         )  # fmt: skip
 
     def close(self) -> None:

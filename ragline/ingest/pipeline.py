@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
@@ -56,11 +57,15 @@ from ragline.retrieval.points import chunk_point
 from ragline.retrieval.store import VectorStore
 from ragline.text import path_text
 
+if TYPE_CHECKING:
+    from ragline.retrieval.second_stage import SecondStageEncoder
+
 log = logging.getLogger(__name__)
 
 # Free space an ingest keeps beyond its estimate: the engine preallocates WAL and mmap files.
 DISK_HEADROOM_BYTES = 64 * 2**20
 
+Vectors = dict[str, list[float]]  # by chunk content hash
 # Chunks per embedder call: on SciFact, padding is 24% of the model's work when batches are
 # cut from 256 texts sorted by characters, 12% from 256 by word pieces, 2% from 2,048.
 EMBED_WINDOW = 2048
@@ -109,6 +114,8 @@ class Ingestor:
         chunker: Chunker,
         cache: EmbeddingCache,
         config: IngestConfig | None = None,
+        *,
+        second_stage: SecondStageEncoder | None = None,
     ):
         self.store = store
         self.ledger = ledger
@@ -116,10 +123,19 @@ class Ingestor:
         self.chunker = chunker
         self.cache = cache
         self.config = config or IngestConfig()
+        self.second_stage = second_stage
+
+    @property
+    def _second(self) -> SecondStageEncoder | None:
+        """The second-stage encoder while the store holds its vectors, or will once created."""
+        if self.second_stage is None or (self.store.has_collection() and self.store.second_dim is None):
+            return None
+        return self.second_stage
 
     @cached_property  # compared for every document of every run
     def fingerprint(self) -> str:
-        return f"{self.chunker.fingerprint()};{self.embedder.fingerprint()}"
+        second = f";{self._second.fingerprint()}" if self._second else ""
+        return f"{self.chunker.fingerprint()};{self.embedder.fingerprint()}{second}"
 
     # --- durable steps ---
 
@@ -129,9 +145,6 @@ class Ingestor:
         if orphans:
             self.store.delete(orphans)
         self.ledger.clear_pending_writes()
-        self._flush_pending_deletes()
-
-    def _flush_pending_deletes(self) -> None:
         flush_pending_deletes(self.store, self.ledger)
 
     def _ensure_space(self, chunks: list[Chunk]) -> None:
@@ -140,7 +153,7 @@ class Ingestor:
         generous (cache, engine vectors and payloads, its WAL, the ledger) plus headroom for
         files the engine preallocates; what earlier windows wrote stays committed."""
         folder = self.ledger.path.parent
-        dim = self.embedder.dim
+        dim = self.embedder.dim + (self._second.dim if self._second else 0)
         text = sum(len(chunk.text.encode("utf-8")) + 512 for chunk in chunks)  # payload text + fields
         needed = DISK_HEADROOM_BYTES + len(chunks) * dim * 4 * 5 + 4 * text
         free = shutil.disk_usage(folder).free
@@ -151,23 +164,29 @@ class Ingestor:
                 "written so far is kept and the run continues from there",
             )  # fmt: skip
 
-    def _embed(self, chunks: list[Chunk]) -> dict[str, list[float]]:
-        """Vectors by content hash; the texts not in the cache go to the model in one call."""
-        model = self.embedder.model_id
+    def _embed(self, chunks: list[Chunk]) -> tuple[Vectors, Vectors]:
+        """Dense vectors, and second-stage ones while the store holds them (else empty)."""
+        second = self._second
+        dense = self._cached(self.embedder.model_id, chunks, self.embedder.embed)
+        return dense, self._cached(f"second-stage:{second.model_id}", chunks, second.embed) if second else {}
+
+    def _cached(self, model: str, chunks: list[Chunk], embed: Callable[[list[str]], list[list[float]]]) -> Vectors:
+        """`model`'s vectors by content hash; the texts not in the cache go to it in one call."""
         vectors = self.cache.get(model, (c.content_hash for c in chunks))
         missing = {c.content_hash: c.indexed_text for c in chunks if c.content_hash not in vectors}
         if missing:
-            fresh = dict(zip(missing, self.embedder.embed(list(missing.values())), strict=True))
+            fresh = dict(zip(missing, embed(list(missing.values())), strict=True))
             self.cache.put(model, fresh)
             vectors.update(fresh)
         return vectors
 
-    def _write(self, batch: list[_Parsed], vectors: dict[str, list[float]], report: IngestReport) -> None:
+    def _write(self, batch: list[_Parsed], vectors: tuple[Vectors, Vectors], report: IngestReport) -> None:
         chunks = [chunk for parsed in batch for chunk in parsed.chunks]
+        dense, second = vectors
         if chunks:
             self.ledger.log_pending_writes(c.chunk_id for c in chunks)
-            self.store.ensure_collection(len(vectors[chunks[0].content_hash]))
-            self.store.upsert([chunk_point(c, vectors[c.content_hash]) for c in chunks])
+            self.store.ensure_collection(len(dense[chunks[0].content_hash]), self._second and self._second.dim)
+            self.store.upsert([chunk_point(c, dense[c.content_hash], second.get(c.content_hash)) for c in chunks])
             failpoint("ingest.after_upsert")
         entries, stale = [], []
         for parsed in batch:
@@ -190,7 +209,7 @@ class Ingestor:
                 report.added += 1
         self.ledger.commit(upserts=entries, stale_point_ids=stale)
         failpoint("ingest.after_commit")
-        self._flush_pending_deletes()
+        flush_pending_deletes(self.store, self.ledger)
         report.chunks_embedded += len(chunks)
 
     def _reconcile(self, source: str, known: dict[str, LedgerEntry], report: IngestReport) -> None:
@@ -205,7 +224,7 @@ class Ingestor:
             len(result.stray),
         )  # fmt: skip
         repair(self.ledger, result, known)
-        self._flush_pending_deletes()
+        flush_pending_deletes(self.store, self.ledger)
         report.reconciled += len(result.damaged) + len(result.adopted)
 
     # --- classification ---
@@ -326,7 +345,7 @@ class Ingestor:
             removals=[(e.source, e.document_id) for e in gone],
             stale_point_ids=[p for e in gone for p in e.point_ids],
         )
-        self._flush_pending_deletes()
+        flush_pending_deletes(self.store, self.ledger)
         report.deleted = len(gone)
 
     def run(self, connector: Connector, *, show_progress: bool = False,

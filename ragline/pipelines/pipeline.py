@@ -110,9 +110,9 @@ def default_pipeline(
     steps: list[Any] = [Retrieve(top_k=first_stage_depth(settings, top_k, rerank=rerank, mmr=mmr), filters=filters,
                                  with_vectors=mmr)]  # fmt: skip
     if rerank:
-        steps.append(Rerank(top_n=settings.rerank_top_n, fusion=settings.rerank_fusion))
+        steps.append(Rerank(top_n=settings.rerank_depth, fusion=settings.rerank_fusion))
     if mmr:
-        steps.append(Diversify(top_n=settings.rerank_top_n, mmr_lambda=settings.mmr_lambda))
+        steps.append(Diversify(top_n=settings.rerank_depth, mmr_lambda=settings.mmr_lambda))
     steps.append(Synthesize(top_k=top_k))
     return Pipeline(name="default", description="Retrieve, rerank, answer with citations.", steps=steps)
 

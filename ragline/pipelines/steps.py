@@ -102,7 +102,7 @@ class Rerank(_WorkStep):
     """Cross-encoder re-scoring of the best `top_n` hits against the original question."""
 
     kind: Literal["rerank"] = "rerank"
-    top_n: int | None = Field(None, ge=1, description="Default: retrieval.rerank_top_n.")
+    top_n: int | None = Field(None, ge=1, description="Default: retrieval.rerank_depth.")
     fusion: Literal["rrf", "none"] | None = Field(None, description="Default: retrieval.rerank_fusion.")
 
     def run(self, state: QueryState, ctx: StepContext) -> QueryState:
@@ -117,7 +117,7 @@ class Diversify(_WorkStep):
     retrieve step with `with_vectors: true` before it."""
 
     kind: Literal["mmr"] = "mmr"
-    top_n: int | None = Field(None, ge=1, description="Default: retrieval.rerank_top_n.")
+    top_n: int | None = Field(None, ge=1, description="Default: retrieval.rerank_depth.")
     mmr_lambda: float | None = Field(None, ge=0.0, le=1.0, description="Default: retrieval.mmr_lambda.")
 
     def run(self, state: QueryState, ctx: StepContext) -> QueryState:

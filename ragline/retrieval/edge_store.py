@@ -24,6 +24,7 @@ from ragline.retrieval.ownership import StoreOwnership
 from ragline.retrieval.sparse import Bm25Documents, encode_query
 from ragline.retrieval.store import (
     INDEXED_KEYWORD_FIELDS,
+    SECOND_VECTOR,
     Filters,
     ScoredPoint,
     SearchMode,
@@ -171,6 +172,8 @@ class EdgeStore(VectorStore):
             )
         self._dim = int(params["size"])
         self._has_sparse = self.sparse_vector_name in (config.get("sparse_vectors") or {})
+        second = vectors.get(SECOND_VECTOR)
+        self._second_dim = int(second["size"]) if second else None
 
     def _read_avg_len(self) -> float | None:
         try:
@@ -199,22 +202,25 @@ class EdgeStore(VectorStore):
             )
         return self._shard
 
-    def ensure_collection(self, dim: int) -> None:
+    def ensure_collection(self, dim: int, second_dim: int | None = None) -> None:
         self._check_open()
         if dim <= 0:
             raise ValueError(f"Vector store {self.path}: dim must be positive, got {dim}")
         if self._shard is None:
             # The engine's indexing threshold is in KB of vector data; float32 dense vectors.
             indexing_kb = max(1, math.ceil(self.hnsw_threshold * dim * 4 / 1024))
+            vectors = {self.dense_vector_name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+            if second_dim:
+                vectors[SECOND_VECTOR] = qe.EdgeVectorParams(size=second_dim, distance=qe.Distance.Cosine)
             config = qe.EdgeConfig(
-                vectors={self.dense_vector_name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+                vectors=vectors,
                 sparse_vectors={self.sparse_vector_name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
                 optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_kb),
                 wal_enabled=True,  # the engine's default, pinned: durability before close() relies on it
             )
             (self.path / _STATE_FILE).unlink(missing_ok=True)  # a leftover of a deleted shard
             self._shard = qe.EdgeShard.create(str(self.path), config)
-            self._dim = dim
+            self._dim, self._second_dim = dim, second_dim or None
             self._has_sparse = True
         elif self._dim != dim:
             raise ValueError(
@@ -257,7 +263,15 @@ class EdgeStore(VectorStore):
         vectors: dict[str, Any] = {self.dense_vector_name: point.vector}
         if sparse is not None:
             vectors[self.sparse_vector_name] = sparse
+        if point.second is not None:
+            vectors[SECOND_VECTOR] = point.second
         return qe.Point(point.id, vectors, point.payload)
+
+    def second_vectors(self, point_ids: Sequence[str]) -> dict[str, list[float]]:
+        if not point_ids or self._second_dim is None:
+            return {}
+        records = self._require_shard().retrieve(list(point_ids), False, [SECOND_VECTOR])
+        return {str(r.id): r.vector[SECOND_VECTOR] for r in records if r.vector and SECOND_VECTOR in r.vector}
 
     def delete(self, point_ids: Sequence[str]) -> None:
         self._check_open()

@@ -21,6 +21,14 @@ def rrf(rank: int) -> float:
     return 1.0 / (RRF_K + rank)
 
 
+def fused_with_first_stage(scores: Sequence[float]) -> list[float]:
+    """Each candidate's fused score, for candidates in first-stage order and a second stage's
+    `scores` of them: the RRF of its second-stage rank and its first-stage rank."""
+    by_score = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+    second_rank = {index: rank for rank, index in enumerate(by_score, start=1)}
+    return [rrf(second_rank[i]) + rrf(i + 1) for i in range(len(scores))]
+
+
 def fuse(rankings: Sequence[Sequence[Hit]], top_k: int | None = None) -> list[Hit]:
     """Several hit lists merged by chunk; each hit's score becomes its summed RRF score and
     ties keep the order in which chunks were first seen."""

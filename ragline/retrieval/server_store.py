@@ -18,6 +18,7 @@ from ragline.retrieval import filters as f
 from ragline.retrieval.sparse import Bm25Documents, encode_query
 from ragline.retrieval.store import (
     INDEXED_KEYWORD_FIELDS,
+    SECOND_VECTOR,
     Filters,
     ScoredPoint,
     SearchMode,
@@ -120,24 +121,27 @@ class ServerStore(VectorStore):
             stored = (config.metadata or {}).get(_AVG_LEN_KEY)
             self._bm25 = Bm25Documents(self._bm25_avg_len, stored, self._name)
             self._has_sparse = self.sparse_vector_name in (config.params.sparse_vectors or {})
+            second = vectors.get(SECOND_VECTOR)
+            self._second_dim = second.size if second else None
             self._dim = params.size
         return self._dim
 
-    def ensure_collection(self, dim: int) -> None:
+    def ensure_collection(self, dim: int, second_dim: int | None = None) -> None:
         if dim <= 0:
             raise ValueError(f"Vector store {self._name}: dim must be positive, got {dim}")
         existing = self._existing_dim()
         if existing is None:
+            vectors = {self.dense_vector_name: models.VectorParams(size=dim, distance=models.Distance.COSINE)}
+            if second_dim:
+                vectors[SECOND_VECTOR] = models.VectorParams(size=second_dim, distance=models.Distance.COSINE)
             self._client.create_collection(
                 self.collection,
-                vectors_config={
-                    self.dense_vector_name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                },
+                vectors_config=vectors,
                 sparse_vectors_config={
                     self.sparse_vector_name: models.SparseVectorParams(modifier=models.Modifier.IDF)
                 },
             )
-            self._dim = dim
+            self._dim, self._second_dim = dim, second_dim or None
             self._has_sparse = True
         elif existing != dim:
             raise ValueError(
@@ -180,7 +184,18 @@ class ServerStore(VectorStore):
         vectors: dict[str, Any] = {self.dense_vector_name: point.vector}
         if sparse is not None:
             vectors[self.sparse_vector_name] = _sparse(sparse)
+        if point.second is not None:
+            vectors[SECOND_VECTOR] = point.second
         return models.PointStruct(id=point.id, vector=vectors, payload=point.payload)
+
+    def second_vectors(self, point_ids: Sequence[str]) -> dict[str, list[float]]:
+        if not point_ids or self._existing_dim() is None or self._second_dim is None:
+            return {}
+        records = self._client.retrieve(
+            self.collection, list(point_ids), with_payload=False, with_vectors=[SECOND_VECTOR]
+        )
+        return {str(r.id): r.vector[SECOND_VECTOR] for r in records
+                if isinstance(r.vector, dict) and SECOND_VECTOR in r.vector}  # fmt: skip
 
     def delete(self, point_ids: Sequence[str]) -> None:
         if self._existing_dim() is None:

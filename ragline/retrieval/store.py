@@ -25,6 +25,9 @@ INDEXED_KEYWORD_FIELDS = ("document_id", "source", READERS_FIELD, PERIODS_FIELD,
 # The payload fields whose text feeds the sparse BM25 vector: the chunk and its header.
 TEXT_FIELD = "text"
 CONTEXT_FIELD = "context_header"
+# The named vector a second-stage bi-encoder's embedding of each chunk is stored under, when
+# the collection was created with one (`ragline.retrieval.second_stage`).
+SECOND_VECTOR = "second"
 # Points fetched beyond top_k so that ties at the cut are broken by id, not by engine order.
 TIE_MARGIN = 8
 
@@ -47,11 +50,13 @@ def document_text(payload: dict[str, Any]) -> str | None:
 
 
 class StoredPoint(BaseModel):
-    """A point as written to the store: a UUID string id, the dense vector and its payload."""
+    """A point as written to the store: a UUID string id, the dense vector, its payload and,
+    in a collection that holds one, its `SECOND_VECTOR`."""
 
     id: str
     vector: list[float]
     payload: dict[str, Any] = Field(default_factory=dict)
+    second: list[float] | None = None
 
 
 class ScoredPoint(BaseModel):
@@ -70,8 +75,23 @@ class VectorStore(ABC):
     """
 
     @abstractmethod
-    def ensure_collection(self, dim: int) -> None:
-        """Create the collection and payload indexes if missing; fail clearly on a dim mismatch."""
+    def ensure_collection(self, dim: int, second_dim: int | None = None) -> None:
+        """Create the collection and payload indexes if missing, with a `SECOND_VECTOR` of
+        `second_dim` when given (the engine fixes a collection's vectors at creation: an
+        existing collection keeps what it has); fail clearly on a dense dim mismatch."""
+
+    def has_collection(self) -> bool:
+        """Whether the collection exists yet (the first write's `ensure_collection` creates it)."""
+        return self._collection_exists()
+
+    @property
+    def second_dim(self) -> int | None:
+        """The size of the collection's `SECOND_VECTOR`; None without one (or no collection)."""
+        return self._second_dim if self._collection_exists() else None
+
+    @abstractmethod
+    def second_vectors(self, point_ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored `SECOND_VECTOR` of these points by id; points without one are absent."""
 
     def upsert(self, points: Sequence[StoredPoint]) -> None:
         """Insert or overwrite points by id (idempotent for deterministic ids). Dense vector
@@ -83,6 +103,11 @@ class VectorStore(ABC):
                 raise ValueError(
                     f"Vector store {self._name}: point {point.id} has a {len(point.vector)}-dim vector, "
                     f"the collection holds {dim}-dim vectors"
+                )
+            if point.second is not None and len(point.second) != (self._second_dim or 0):
+                raise ValueError(
+                    f"Vector store {self._name}: point {point.id} has a {len(point.second)}-dim second-stage "
+                    f"vector, the collection holds {self._second_dim or 'no'} second-stage vectors"
                 )
         sparse: list[Any] = [None] * len(points)
         if self._has_sparse:
@@ -175,8 +200,10 @@ class VectorStore(ABC):
 
     # -- what each store implements for the shared `search` and `iter_points` --
 
-    # Set by each store once it knows the collection: whether it has the BM25 sparse vector.
+    # Set by each store once it knows the collection: whether it has the BM25 sparse vector,
+    # and its second-stage vector's size (None: it has none).
     _has_sparse: bool
+    _second_dim: int | None = None
     sparse_vector_name: str
     _bm25: Bm25Documents
     upsert_batch_size = 256
