@@ -62,6 +62,7 @@ _DEFAULT_ERRORS = {  # code -> (type, message), in the shape OpenAI-compatible s
     429: ("rate_limit_exceeded", "Rate limit reached. Please try again later."),
 }  # fmt: skip
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
+_UPSTREAM_IDLE = 2.0  # seconds an idle upstream connection is kept; below the upstream's keep-alive
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,14 @@ PASS = Fault(kind="pass")
 class LogEntry:
     """One request as the proxy saw it; `upstream_status` is None when the upstream was not
     asked (an injected status, hang, reset, malformed) or did not answer. `time` is
-    `time.monotonic()` when the request was read, so tests can measure backoff gaps."""
+    `time.monotonic()` when the request was read, so tests can measure backoff gaps. `error`
+    is the repr of the upstream exception when the proxy answered 502 itself."""
 
     path: str
     fault: str
     upstream_status: int | None
     time: float
+    error: str | None = None
 
 
 class FaultProxy:
@@ -262,7 +265,13 @@ class FaultProxy:
                 writer.close()
 
         # No timeouts or pool limits upstream: the client under test owns every deadline.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        # Idle upstream connections expire well before the upstream's own keep-alive timeout
+        # (uvicorn, under llama_cpp.server: 5 s). httpx's default expiry is also 5 s, so the pool
+        # could reuse a connection just as the upstream closed it; the request then died with a
+        # ReadError and the proxy answered 502, a fault nobody injected. The first request after
+        # a pause takes the oldest idle connection, the one nearest that timeout, which is how it
+        # hit the load test's half-open probe.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=_UPSTREAM_IDLE)
         async with httpx.AsyncClient(timeout=None, limits=limits) as upstream:
             server = await asyncio.start_server(
                 on_connect, "127.0.0.1", 0, backlog=1024, limit=1 << 20
@@ -321,6 +330,7 @@ class FaultProxy:
         try:
             response = await upstream.send(request, stream=True)
         except httpx.HTTPError as exc:
+            entry.error = repr(exc)
             await _respond(writer, 502, "text/plain", f"upstream error: {exc!r}".encode())
             return True
         try:

@@ -31,6 +31,7 @@ from ragline.models import Usage
 
 _MAX_ERROR_CHARS = 500
 _SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+IDLE_CONNECTION_SECONDS = 3.0  # below uvicorn's 5 s keep-alive (see the client's limits)
 
 
 class StreamState:
@@ -79,6 +80,11 @@ class HttpProvider(LLMProvider):
             "base_url": self.base_url,
             "headers": self._headers(api_key),
             "timeout": httpx.Timeout(timeout),
+            # Idle connections are dropped before the 5 s after which uvicorn (behind vLLM,
+            # llama.cpp's Python server and most self-hosted gateways) closes them: at httpx's
+            # own 5 s the pool can hand out a connection the server is closing, and the call
+            # fails with a ReadError that counts against the breaker.
+            "limits": httpx.Limits(keepalive_expiry=IDLE_CONNECTION_SECONDS),
         }
         self._client = httpx.Client(**self._client_args)
         # An AsyncClient's connections belong to one event loop; a new loop gets a new client.
