@@ -208,6 +208,21 @@ class Components:
 
         return self._part("second_stage", build)
 
+    @property
+    def cross_encoder(self):
+        """What reads (sentence, passage) pairs for the eval's `source_support`, whose scale
+        is a cross-encoder's logit: the configured cross-encoder, the bundled one when the
+        second stage is stored vectors, None with no second stage."""
+
+        def build():
+            if self.config.retrieval.rerank != "vectors":
+                return self.reranker
+            from ragline.retrieval.rerank import OnnxCrossEncoder
+
+            return OnnxCrossEncoder(batch_size=self.config.retrieval.rerank_batch_size)
+
+        return self._part("cross_encoder", build)
+
     def _build_reranker(self):
         from ragline.retrieval.rerank import OnnxCrossEncoder, SentenceTransformersCrossEncoder
 

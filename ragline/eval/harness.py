@@ -70,7 +70,7 @@ def _judges(rag, suite: Suite) -> ModelJudges | None:
     """The local models the suite's metrics read with, or None when none does."""
     if not set(suite.metrics.names) & set(MODEL_METRICS):
         return None
-    return ModelJudges(embedder=rag.embedder, reranker=rag.reranker)
+    return ModelJudges(embedder=rag.embedder, reranker=rag.components.cross_encoder)
 
 
 def _judge(rag, suite: Suite) -> Judge | None:

@@ -86,3 +86,18 @@ def test_a_store_without_second_vectors_is_scored_on_the_spot_with_a_warning(
         # Ingest cannot add a vector to a collection created without one: nothing is re-embedded.
         report = rag.ingest(corpus)
         assert report.unchanged == len(DOCUMENTS) and rag.store.second_dim is None
+
+
+def test_the_eval_reads_source_support_with_a_cross_encoder_whatever_the_second_stage(tmp_path, embedder) -> None:
+    """`source_support` is a sigmoid of a cross-encoder's logit: stored vectors' cosines
+    would put every answer near 0.6, so the eval keeps a cross-encoder of its own."""
+    from ragline.retrieval.rerank import OnnxCrossEncoder
+    from ragline.retrieval.second_stage import StoredVectorReranker
+
+    with ragline.open(tmp_path / "vectors", embedder=embedder) as rag:
+        assert isinstance(rag.reranker, StoredVectorReranker)
+        assert isinstance(rag.components.cross_encoder, OnnxCrossEncoder)
+    with ragline.open(tmp_path / "onnx", embedder=embedder, retrieval={"rerank": "onnx"}) as rag:
+        assert rag.components.cross_encoder is rag.reranker
+    with ragline.open(tmp_path / "none", embedder=embedder, retrieval={"rerank": "none"}) as rag:
+        assert rag.components.cross_encoder is None
