@@ -47,7 +47,7 @@ def main() -> None:
     db = sqlite3.connect(args.cache)
     db.execute("CREATE TABLE IF NOT EXISTS score (query TEXT, chunk TEXT, value REAL, PRIMARY KEY (query, chunk))")
     rankings: dict[str, dict[str, list[str]]] = {"first stage": {}, "cross-encoder alone": {}, "cross-encoder + RRF": {}}
-    with ragline.open(args.store) as rag:
+    with ragline.open(args.store, retrieval={"rerank": "onnx"}) as rag:  # the cross-encoder this measures
         reranker = rag.reranker
         for qid in track(judged, description="queries"):
             hits = rag.retrieve(queries[qid], top_k=DOCUMENT_DEPTH * CHUNKS_PER_DOCUMENT, mode=args.mode, rerank=False)
