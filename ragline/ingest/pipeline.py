@@ -185,7 +185,8 @@ class Ingestor:
         dense, second = vectors
         if chunks:
             self.ledger.log_pending_writes(c.chunk_id for c in chunks)
-            self.store.ensure_collection(len(dense[chunks[0].content_hash]), self._second and self._second.dim)
+            encoder = self._second
+            self.store.ensure_collection(len(dense[chunks[0].content_hash]), encoder.dim if encoder else None)
             self.store.upsert([chunk_point(c, dense[c.content_hash], second.get(c.content_hash)) for c in chunks])
             failpoint("ingest.after_upsert")
         entries, stale = [], []

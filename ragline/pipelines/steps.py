@@ -99,7 +99,7 @@ class Retrieve(_WorkStep):
 
 
 class Rerank(_WorkStep):
-    """Cross-encoder re-scoring of the best `top_n` hits against the original question."""
+    """Second-stage re-scoring (`retrieval.rerank`) of the best `top_n` hits against the original question."""
 
     kind: Literal["rerank"] = "rerank"
     top_n: int | None = Field(None, ge=1, description="Default: retrieval.rerank_depth.")

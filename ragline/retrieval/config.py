@@ -89,7 +89,7 @@ class RetrievalConfig(Section):
     )
     rerank_batch_size: int = Field(16, ge=1)
     rerank_fusion: Literal["rrf", "none"] = Field(
-        "rrf", description="rrf: fuse the cross-encoder's ranking with the first stage's (RRF); none: cross-encoder only."
+        "rrf", description="rrf: fuse the second stage's ranking with the first stage's (RRF); none: second stage only."
     )
     mmr: bool = Field(
         False, description="Re-order the final candidates by maximal marginal relevance (fewer near-duplicates)."

