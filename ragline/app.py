@@ -218,7 +218,7 @@ class Rag:
         if isinstance(pipeline, Pipeline):
             return pipeline
         if pipeline == "default":
-            return default_pipeline(self.config.retrieval, self.config.query)
+            return default_pipeline(self.components.retrieval, self.config.query)
         return find_pipeline(pipeline, Path(self.config.pipelines.dir))
 
     def query(
@@ -289,7 +289,7 @@ class Rag:
         return await self._arun(pipeline, question, root=f"pipeline {pipeline.name}", principals=principals)
 
     def _default(self, top_k: int | None, filters: Filters | None) -> Pipeline:
-        return default_pipeline(self.config.retrieval, self.config.query, top_k=top_k, filters=filters)
+        return default_pipeline(self.components.retrieval, self.config.query, top_k=top_k, filters=filters)
 
     def _runner(self, viewer: Viewer, cache: bool = True) -> PipelineRunner:
         context = StepContext(

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ragline.config import RaglineConfig, secret_from_env
+from ragline.config import ConfigError, RaglineConfig, secret_from_env
 from ragline.llm.base import LLMProvider
+from ragline.retrieval.config import RetrievalConfig
 from ragline.retrieval.embeddings import TextEmbedder
 
 T = TypeVar("T")
@@ -96,7 +97,7 @@ class Components:
         def build() -> Retriever:
             self._self_test_access()
             self._warn_if_index_and_ledger_disagree()
-            return Retriever(self.store, self.embedder, self.config.retrieval, reranker=self.reranker)
+            return Retriever(self.store, self.embedder, self.retrieval, reranker=self.reranker)
 
         return self._part("retriever", build)
 
@@ -192,21 +193,53 @@ class Components:
         return Embedder(settings)
 
     @property
+    def retrieval(self) -> RetrievalConfig:
+        """`[retrieval]` as this store runs it, read by the retriever and the default pipeline
+        alike (so a query cites what `retrieve` returns): `rerank = "auto"` is stored vectors,
+        or for a store created without them the bundled cross-encoder it had before."""
+        return self._part("retrieval", self._resolve_retrieval)
+
+    def _resolve_retrieval(self) -> RetrievalConfig:
+        settings = self.config.retrieval
+        if settings.rerank != "auto":
+            return settings
+        if self.store.has_collection() and self.store.second_dim is None:
+            log.info(
+                "%r was created without second-stage vectors: reranking with the bundled cross-encoder. "
+                "Ingest into a new store directory to store them (~25x faster per query).", self.store,
+            )  # fmt: skip
+            return settings.model_copy(update={"rerank": "onnx", "rerank_model": None})
+        return settings.model_copy(update={"rerank": "vectors"})
+
+    @property
     def second_stage(self):
-        """The encoder of stored second-stage vectors: for a store that holds them, or will
-        (`retrieval.rerank = "vectors"`); None otherwise."""
+        """The encoder of stored second-stage vectors: for a store that holds them (the model
+        it recorded), or will (`retrieval.rerank = "vectors"`); None otherwise."""
 
         def build():
-            from ragline.retrieval.second_stage import SecondStageEncoder
-
-            settings = self.config.retrieval
-            wanted = settings.rerank == "vectors" or self.store.second_dim is not None
-            if not wanted:
+            settings = self.retrieval
+            if settings.rerank != "vectors" and self.store.second_dim is None:
                 return None
-            model = settings.rerank_model if settings.rerank == "vectors" else None
-            return SecondStageEncoder(model, query_instruction=settings.rerank_query_instruction)
+            return self._second_stage_encoder(settings)
 
         return self._part("second_stage", build)
+
+    def _second_stage_encoder(self, settings: RetrievalConfig):
+        from ragline.retrieval.second_stage import SecondStageEncoder
+
+        instruction = settings.rerank_query_instruction
+        configured = SecondStageEncoder(settings.rerank_model if settings.rerank == "vectors" else None,
+                                        query_instruction=instruction)  # fmt: skip
+        if self.store.second_dim is None:  # a new store: created with the configured model
+            return configured
+        stored = SecondStageEncoder.recorded(self.store.second_model, query_instruction=instruction)
+        if settings.rerank == "vectors" and settings.rerank_model and configured.record != stored.record:
+            raise ConfigError(
+                f"{self.store!r} holds second-stage vectors made by {stored.record}, but retrieval.rerank_model is "
+                f"{settings.rerank_model}: leave rerank_model unset (the store's model is used), or ingest into a "
+                "new store directory to change the model"
+            )
+        return stored
 
     @property
     def cross_encoder(self):
@@ -215,7 +248,7 @@ class Components:
         second stage is stored vectors, None with no second stage."""
 
         def build():
-            if self.config.retrieval.rerank != "vectors":
+            if self.retrieval.rerank != "vectors":
                 return self.reranker
             from ragline.retrieval.rerank import OnnxCrossEncoder
 
@@ -226,7 +259,7 @@ class Components:
     def _build_reranker(self):
         from ragline.retrieval.rerank import OnnxCrossEncoder, SentenceTransformersCrossEncoder
 
-        settings = self.config.retrieval
+        settings = self.retrieval
         if settings.rerank == "vectors":
             from ragline.retrieval.second_stage import StoredVectorReranker
 

@@ -186,7 +186,9 @@ class Ingestor:
         if chunks:
             self.ledger.log_pending_writes(c.chunk_id for c in chunks)
             encoder = self._second
-            self.store.ensure_collection(len(dense[chunks[0].content_hash]), encoder.dim if encoder else None)
+            self.store.ensure_collection(
+                len(dense[chunks[0].content_hash]), encoder.dim if encoder else None, encoder.record if encoder else None
+            )
             self.store.upsert([chunk_point(c, dense[c.content_hash], second.get(c.content_hash)) for c in chunks])
             failpoint("ingest.after_upsert")
         entries, stale = [], []

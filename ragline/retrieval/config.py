@@ -70,14 +70,16 @@ class RetrievalConfig(Section):
         "for it first; one asking for the latest version (\"the most recent 10-Q\") the newest document of each "
         "series its best hits come from (see ragline.retrieval.targeting).",
     )
-    rerank: Literal["none", "onnx", "sentence-transformers", "vectors"] = Field(
-        "vectors", description="Second stage over the first stage's best hits: a cross-encoder (onnx, "
+    rerank: Literal["auto", "none", "onnx", "sentence-transformers", "vectors"] = Field(
+        "auto", description="Second stage over the first stage's best hits: a cross-encoder (onnx, "
         "sentence-transformers), or vectors: a stronger bi-encoder's vectors, stored at ingest in stores created "
-        "with this setting (~25x faster per query, one model run per chunk at ingest).",
+        "with this setting (~25x faster per query, one model run per chunk at ingest). auto: vectors, except for "
+        "a store created without them, which keeps the bundled cross-encoder (onnx).",
     )
     rerank_model: str | None = Field(
         None, description="ONNX model folder, or a sentence-transformers CrossEncoder name/path; default bundled "
-        "MiniLM-L-12 (vectors: an ONNX encoder folder, default the bundled bge-small-en).",
+        "MiniLM-L-12 (vectors and auto: an ONNX encoder folder, default the store's own, and for a new store the "
+        "bundled bge-small-en).",
     )
     rerank_query_instruction: str | None = Field(
         None, description="vectors only: text put before each question (default: bge's instruction for the "
@@ -102,5 +104,6 @@ class RetrievalConfig(Section):
 
     @property
     def rerank_depth(self) -> int:
-        """`rerank_top_n`, or its default for the configured second stage."""
-        return self.rerank_top_n or (40 if self.rerank == "vectors" else 20)
+        """`rerank_top_n`, or its default for the configured second stage (auto's as vectors:
+        `Components.retrieval` resolves auto against the store before anything reads this)."""
+        return self.rerank_top_n or (40 if self.rerank in ("vectors", "auto") else 20)

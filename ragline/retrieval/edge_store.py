@@ -39,7 +39,8 @@ _REBUILD = (
     "and re-processes every document from its source"
 )
 _CONFIG_FILE = "edge_config.json"
-# Ours, next to the engine's files: what the engine has no place for (the BM25 avg_len).
+# Ours, next to the engine's files: what the engine has no place for (the BM25 avg_len,
+# the second-stage model).
 _STATE_FILE = "ragline_store.json"
 
 
@@ -131,7 +132,9 @@ class EdgeStore(VectorStore):
         """Load what is already on disk (nothing, for a new store); the caller holds `owner.lock`."""
         has_data = self._has_shard_data()
         try:
-            self._bm25 = Bm25Documents(bm25_avg_len, self._read_avg_len() if has_data else None, str(self.path))
+            state = self._read_state() if has_data else {}
+            self._bm25 = Bm25Documents(bm25_avg_len, state.get("bm25_avg_len"), str(self.path))
+            self._second_model = state.get("second_model")
             if has_data:
                 self._shard = self._load()
                 try:
@@ -175,20 +178,23 @@ class EdgeStore(VectorStore):
         second = vectors.get(SECOND_VECTOR)
         self._second_dim = int(second["size"]) if second else None
 
-    def _read_avg_len(self) -> float | None:
+    def _read_state(self) -> dict[str, Any]:
         try:
-            return float(json.loads((self.path / _STATE_FILE).read_text())["bm25_avg_len"])
+            return json.loads((self.path / _STATE_FILE).read_text())
         except FileNotFoundError:
-            return None
+            return {}
 
-    def _save_avg_len(self, avg_len: float) -> None:
+    def _save_state(self, **changes: Any) -> None:
         """Atomic and synced: points written after it must never outlive it."""
         tmp = self.path / f"{_STATE_FILE}.tmp"
         with tmp.open("w") as fh:
-            json.dump({"bm25_avg_len": avg_len}, fh)
+            json.dump({**self._read_state(), **changes}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path / _STATE_FILE)
+
+    def _save_avg_len(self, avg_len: float) -> None:
+        self._save_state(bm25_avg_len=avg_len)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -202,7 +208,7 @@ class EdgeStore(VectorStore):
             )
         return self._shard
 
-    def ensure_collection(self, dim: int, second_dim: int | None = None) -> None:
+    def ensure_collection(self, dim: int, second_dim: int | None = None, second_model: str | None = None) -> None:
         self._check_open()
         if dim <= 0:
             raise ValueError(f"Vector store {self.path}: dim must be positive, got {dim}")
@@ -219,8 +225,12 @@ class EdgeStore(VectorStore):
                 wal_enabled=True,  # the engine's default, pinned: durability before close() relies on it
             )
             (self.path / _STATE_FILE).unlink(missing_ok=True)  # a leftover of a deleted shard
+            second_model = second_model if second_dim else None
+            if second_model:  # before the shard: its vectors never exist without their model's name
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._save_state(second_model=second_model)
             self._shard = qe.EdgeShard.create(str(self.path), config)
-            self._dim, self._second_dim = dim, second_dim or None
+            self._dim, self._second_dim, self._second_model = dim, second_dim or None, second_model
             self._has_sparse = True
         elif self._dim != dim:
             raise ValueError(

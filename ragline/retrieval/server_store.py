@@ -2,8 +2,8 @@
 
 For deployments that already run Qdrant (shared by several processes or machines). The
 client's local `:memory:` mode speaks the same API, which is what the contract tests use.
-The BM25 avg_len lives in the collection's metadata (Qdrant server 1.16+), next to the data
-it describes.
+The BM25 avg_len and the second-stage model live in the collection's metadata (Qdrant
+server 1.16+), next to the data they describe.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ragline.retrieval.store import (
 )
 
 _AVG_LEN_KEY = "ragline_bm25_avg_len"
+_SECOND_MODEL_KEY = "ragline_second_model"
 
 
 def _condition(cond: f.Condition) -> models.Condition:
@@ -123,15 +124,17 @@ class ServerStore(VectorStore):
             self._has_sparse = self.sparse_vector_name in (config.params.sparse_vectors or {})
             second = vectors.get(SECOND_VECTOR)
             self._second_dim = second.size if second else None
+            self._second_model = (config.metadata or {}).get(_SECOND_MODEL_KEY)
             self._dim = params.size
         return self._dim
 
-    def ensure_collection(self, dim: int, second_dim: int | None = None) -> None:
+    def ensure_collection(self, dim: int, second_dim: int | None = None, second_model: str | None = None) -> None:
         if dim <= 0:
             raise ValueError(f"Vector store {self._name}: dim must be positive, got {dim}")
         existing = self._existing_dim()
         if existing is None:
             vectors = {self.dense_vector_name: models.VectorParams(size=dim, distance=models.Distance.COSINE)}
+            second_model = second_model if second_dim else None
             if second_dim:
                 vectors[SECOND_VECTOR] = models.VectorParams(size=second_dim, distance=models.Distance.COSINE)
             self._client.create_collection(
@@ -140,8 +143,9 @@ class ServerStore(VectorStore):
                 sparse_vectors_config={
                     self.sparse_vector_name: models.SparseVectorParams(modifier=models.Modifier.IDF)
                 },
+                metadata={_SECOND_MODEL_KEY: second_model} if second_model else None,
             )
-            self._dim, self._second_dim = dim, second_dim or None
+            self._dim, self._second_dim, self._second_model = dim, second_dim or None, second_model
             self._has_sparse = True
         elif existing != dim:
             raise ValueError(

@@ -75,10 +75,11 @@ class VectorStore(ABC):
     """
 
     @abstractmethod
-    def ensure_collection(self, dim: int, second_dim: int | None = None) -> None:
+    def ensure_collection(self, dim: int, second_dim: int | None = None, second_model: str | None = None) -> None:
         """Create the collection and payload indexes if missing, with a `SECOND_VECTOR` of
-        `second_dim` when given (the engine fixes a collection's vectors at creation: an
-        existing collection keeps what it has); fail clearly on a dense dim mismatch."""
+        `second_dim` made by `second_model` when given (the engine fixes a collection's
+        vectors at creation: an existing collection keeps what it has, and the model is
+        recorded beside it); fail clearly on a dense dim mismatch."""
 
     def has_collection(self) -> bool:
         """Whether the collection exists yet (the first write's `ensure_collection` creates it)."""
@@ -88,6 +89,12 @@ class VectorStore(ABC):
     def second_dim(self) -> int | None:
         """The size of the collection's `SECOND_VECTOR`; None without one (or no collection)."""
         return self._second_dim if self._collection_exists() else None
+
+    @property
+    def second_model(self) -> str | None:
+        """The model that made the collection's `SECOND_VECTOR`s, as recorded at creation;
+        None without them, or for a collection created before the model was recorded."""
+        return self._second_model if self.second_dim is not None else None
 
     @abstractmethod
     def second_vectors(self, point_ids: Sequence[str]) -> dict[str, list[float]]:
@@ -204,6 +211,7 @@ class VectorStore(ABC):
     # and its second-stage vector's size (None: it has none).
     _has_sparse: bool
     _second_dim: int | None = None
+    _second_model: str | None = None
     sparse_vector_name: str
     _bm25: Bm25Documents
     upsert_batch_size = 256

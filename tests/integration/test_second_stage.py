@@ -1,7 +1,9 @@
 """The second stage paid for at ingest (`retrieval.rerank = "vectors"`), end to end on the
 embedded store with the real models: every chunk gets its bge vector at ingest, a query
 ranks the first stage's best hits by those vectors fused with their first-stage rank, and
-a store created without them still answers, encoding the hits on the spot."""
+a store created without them keeps the cross-encoder under the default (`auto`) and is
+encoded on the spot under an explicit `vectors`; a store keeps the model that made its
+vectors."""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ import numpy as np
 import pytest
 
 import ragline
+from ragline.config import ConfigError
+from ragline.pipelines.steps import Rerank
 from ragline.retrieval.fusion import rrf
-from ragline.retrieval.second_stage import SecondStageEncoder
+from ragline.retrieval.rerank import OnnxCrossEncoder
+from ragline.retrieval.second_stage import SecondStageEncoder, StoredVectorReranker
 
 QUESTION = "How many days of paid leave do new employees get?"
 DOCUMENTS = {
@@ -70,14 +75,23 @@ def test_each_chunk_is_stored_with_its_second_vector_and_ranks_by_it(tmp_path, c
         assert rag.store.second_vectors(ids).keys() == set(ids)
 
 
-def test_a_store_without_second_vectors_is_scored_on_the_spot_with_a_warning(
+def test_a_store_created_without_second_vectors_keeps_the_cross_encoder_by_default(
     tmp_path, corpus, embedder, caplog
 ) -> None:
+    """The upgrade path: under the default (`auto`) a store created without second vectors
+    reranks as it did before (the cross-encoder over 20), retrieve and query alike; only an
+    explicit `vectors` encodes its candidates per query, with the stored vectors' scores."""
     with ragline.open(tmp_path / "stored", embedder=embedder, retrieval=VECTORS) as rag:
         rag.ingest(corpus)
         expected = {h.chunk_id: h.metadata["rerank_score"] for h in reranked(rag)}
     with ragline.open(tmp_path / "plain", embedder=embedder, retrieval={"rerank": "none"}) as rag:
         rag.ingest(corpus)
+    with ragline.open(tmp_path / "plain", embedder=embedder) as rag:
+        assert rag.config.retrieval.rerank == "auto"
+        assert isinstance(rag.reranker, OnnxCrossEncoder) and rag.components.retriever.settings.rerank_depth == 20
+        rerank_step = next(step for step in rag.get_pipeline("default").steps if isinstance(step, Rerank))
+        assert rerank_step.top_n == 20  # what `query` runs is what `retrieve` runs
+        assert reranked(rag)[0].document_id == "handbook.md"
     with ragline.open(tmp_path / "plain", embedder=embedder, retrieval=VECTORS) as rag:
         with caplog.at_level(logging.WARNING, logger="ragline.retrieval.second_stage"):
             hits = reranked(rag)
@@ -86,6 +100,26 @@ def test_a_store_without_second_vectors_is_scored_on_the_spot_with_a_warning(
         # Ingest cannot add a vector to a collection created without one: nothing is re-embedded.
         report = rag.ingest(corpus)
         assert report.unchanged == len(DOCUMENTS) and rag.store.second_dim is None
+
+
+def test_a_store_keeps_the_second_stage_model_it_was_created_with(tmp_path, corpus, embedder) -> None:
+    """The model is recorded beside the vectors: a later `rerank` setting without a model
+    keeps using it (nothing re-embedded), and a `rerank_model` naming another is refused."""
+    bundled = SecondStageEncoder().model_dir
+    custom = tmp_path / "my-bge"
+    custom.symlink_to(bundled, target_is_directory=True)
+    own = {"rerank": "vectors", "rerank_model": str(custom)}
+    with ragline.open(tmp_path / "store", embedder=embedder, retrieval=own) as rag:
+        rag.ingest(corpus)
+        assert rag.store.second_model == str(custom.absolute())
+    with ragline.open(tmp_path / "store", embedder=embedder, retrieval={"rerank": "onnx"}) as rag:
+        assert rag.components.second_stage.model_dir == custom.absolute()
+        assert rag.ingest(corpus).unchanged == len(DOCUMENTS)
+    with ragline.open(tmp_path / "store", embedder=embedder) as rag:
+        assert isinstance(rag.reranker, StoredVectorReranker) and rag.reranker.name == "stored-vectors:my-bge"
+    with ragline.open(tmp_path / "store", embedder=embedder, retrieval={**own, "rerank_model": str(bundled)}) as rag:
+        with pytest.raises(ConfigError, match="rerank_model.*leave rerank_model unset"):
+            rag.retrieve(QUESTION)
 
 
 def test_the_eval_reads_source_support_with_a_cross_encoder_whatever_the_second_stage(tmp_path, embedder) -> None:

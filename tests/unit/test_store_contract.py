@@ -200,32 +200,33 @@ def test_ensure_collection_idempotent_and_dim_mismatch(store):
 
 def test_second_stage_vectors_are_fixed_at_creation_and_read_back_by_id(open_store, kind):
     """A collection created with a second-stage vector keeps one per point it was given, read
-    back by id (reopened too); one created without refuses them; unknown ids are absent.
-    Vectors are unit length, as the engine stores cosine vectors normalised."""
+    back by id (reopened too), and the model that made them; one created without refuses
+    them; unknown ids are absent. Vectors are unit length, as the engine stores cosine
+    vectors normalised."""
 
     def same(found: dict, expected: list[StoredPoint]) -> bool:
         return found.keys() == {p.id for p in expected} and all(np.allclose(found[p.id], p.second) for p in expected)
 
     store = open_store()
     assert store.second_dim is None and not store.has_collection()
-    store.ensure_collection(DIM, second_dim=3)
+    store.ensure_collection(DIM, second_dim=3, second_model="/models/encoder")
     unit = np.random.default_rng(3).normal(size=(6, 3))
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     points = [p.model_copy(update={"second": unit[i].tolist()}) for i, p in enumerate(make_points(6))]
     store.upsert(points[:5] + [points[5].model_copy(update={"second": None})])
-    assert store.second_dim == 3
+    assert (store.second_dim, store.second_model) == (3, "/models/encoder")
     assert same(store.second_vectors([p.id for p in points] + [point_id(99)]), points[:5])
     with pytest.raises(ValueError, match="2-dim second-stage vector"):
         store.upsert([points[0].model_copy(update={"second": [1.0, 2.0]})])
     if kind == "edge":
         store.close()
         reopened = open_store()
-        assert reopened.second_dim == 3
+        assert (reopened.second_dim, reopened.second_model) == (3, "/models/encoder")  # kept beside the avg_len
         assert same(reopened.second_vectors([points[2].id]), points[2:3])
 
     plain = open_store("plain")
-    plain.ensure_collection(DIM)
-    assert plain.second_dim is None and plain.second_vectors([points[0].id]) == {}
+    plain.ensure_collection(DIM, second_model="ignored without second_dim")
+    assert plain.second_dim is None and plain.second_model is None and plain.second_vectors([points[0].id]) == {}
     with pytest.raises(ValueError, match="no second-stage vectors"):
         plain.upsert(points[:1])
 
