@@ -33,6 +33,7 @@ from ragline.llm.config import CacheConfig, LLMConfig, ModelConfig, ReliabilityC
 from ragline.pipelines.config import PipelinesConfig, PromptsConfig, QueryConfig
 from ragline.retrieval.config import EmbeddingConfig, RetrievalConfig, StoreConfig
 from ragline.settings import unknown_key, valid_keys
+from ragline.state.config import SharedStateConfig
 from ragline.tracing.config import TracingConfig
 
 DEFAULT_CONFIG_FILE = "ragline.toml"
@@ -75,6 +76,7 @@ class RaglineConfig(BaseSettings):
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     budget: BudgetLimits = Field(default_factory=BudgetLimits)
+    shared_state: SharedStateConfig = Field(default_factory=SharedStateConfig)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     pipelines: PipelinesConfig = Field(default_factory=PipelinesConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)

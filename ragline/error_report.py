@@ -17,6 +17,7 @@ def error_json(error: BaseException | str, kind: str | None = None) -> dict[str,
     from ragline.config import ConfigError
     from ragline.llm.base import ProviderError
     from ragline.llm.budget import BudgetExceeded
+    from ragline.state.database import SharedStateError
 
     if isinstance(error, RemoteError):  # the owner process already described it
         return {"error": {**error.body, **({"kind": kind} if kind else {})}}
@@ -36,6 +37,8 @@ def error_json(error: BaseException | str, kind: str | None = None) -> dict[str,
         body["kind"] = kind or "access"
     elif isinstance(error, ConfigError):
         body["kind"] = kind or "config"
+    elif isinstance(error, SharedStateError):
+        body["kind"] = kind or "shared_state"
     elif isinstance(error, StoreError):
         body |= {"kind": kind or "store", "path": str(error.path)}
     elif isinstance(error, StoreBusyError):

@@ -35,6 +35,15 @@ def example_docs() -> Path:
 
 
 @pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """One throwaway PostgreSQL server on 127.0.0.1 for the session (skips when it cannot start)."""
+    from postgres_server import postgres_server
+
+    with postgres_server(tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def embedder():
     from ragline.retrieval.embeddings import Embedder
 

@@ -4,14 +4,13 @@ Before a call, its worst-case cost (whole prompt + max_tokens at the model's pri
 reserved against every ceiling at once; afterwards the reservation is settled to what the
 call was charged. Calls in flight count at their worst case, so concurrent calls, retries,
 fallbacks and every LLM step of a pipeline share the same ceilings and cannot jointly pass
-them. The day's spend lives in SQLite (shared by every process using the store directory).
+them. The day's spend lives in a database (`ragline.llm.day_ledger`): SQLite shared by every
+process using the store directory, or PostgreSQL shared by every replica.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,8 +21,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragline.processes import process_alive
-
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +29,13 @@ class BudgetLimits(BaseModel):
 
     per_query_usd: float | None = Field(None, gt=0, description="Ceiling for all LLM calls of one query.")
     per_run_usd: float | None = Field(None, gt=0, description="Ceiling for one process (a CLI call, an eval run).")
-    per_day_usd: float | None = Field(None, gt=0, description="Ceiling per UTC day, across processes (persisted).")
+    per_day_usd: float | None = Field(
+        None, gt=0, description="Ceiling per UTC day, across processes (persisted; across replicas with [shared_state])."
+    )
+    hold_lease_s: float = Field(
+        900.0, gt=0, description="How long a call's day-budget hold counts when its process vanished on another "
+        "machine (on this one it is dropped at once); longer than any LLM call with its retries.",
+    )
 
 
 class BudgetExceeded(RuntimeError):
@@ -73,15 +76,22 @@ class Budget:
         limits: BudgetLimits | None = None,
         *,
         day_path: Path | None = None,
+        day_url: str | None = None,
         today: Callable[[], str] = lambda: datetime.now(UTC).date().isoformat(),
     ):
         self.limits = limits or BudgetLimits()
         self.run = Tally()
         self._lock = threading.Lock()
         self._query: ContextVar[Tally | None] = ContextVar(f"ragline_query_budget_{id(self)}", default=None)
-        self._days = _DayLedger(day_path, today) if self.limits.per_day_usd and day_path else None
-        if self.limits.per_day_usd and not day_path:
-            raise ValueError("a per-day budget needs a place to persist the day's spend (day_path)")
+        self._days = None
+        if self.limits.per_day_usd:
+            from ragline.llm.day_ledger import DayLedger
+
+            if day_url is None and day_path is None:
+                raise ValueError("a per-day budget needs a place to persist the day's spend (day_path or day_url)")
+            if day_url is None:
+                day_path.parent.mkdir(parents=True, exist_ok=True)
+            self._days = DayLedger(day_url or f"sqlite:///{day_path}", today, self.limits.hold_lease_s)
 
     @contextmanager
     def query(self) -> Iterator[Tally]:
@@ -99,10 +109,13 @@ class Budget:
         with self._lock:
             query.check("query", self.limits.per_query_usd, amount)
             self.run.check("run", self.limits.per_run_usd, amount)
-            day_row = self._days.reserve(amount, self.limits.per_day_usd) if self._days else None
+            day_row = self._days.reserve(amount, self._admit_day(amount)) if self._days else None
             query.reserved += amount
             self.run.reserved += amount
         return Reservation(amount, query, day_row)
+
+    def _admit_day(self, amount: float) -> Callable[[float, float], None]:
+        return lambda spent, reserved: Tally(spent, reserved).check("day", self.limits.per_day_usd, amount)
 
     def settle(self, reservation: Reservation, charged: float) -> None:
         """Replace the held amount by what the call was charged (once; later calls are no-ops)."""
@@ -119,79 +132,9 @@ class Budget:
                 self._days.settle(reservation.day_row, charged)
 
     def spent_today(self) -> float:
-        with self._lock:  # the SQLite connection is shared with reserve/settle
+        with self._lock:
             return self._days.spent() if self._days else 0.0
 
     def close(self) -> None:
         if self._days:
             self._days.close()
-
-
-class _DayLedger:
-    """Per-day spend and in-flight reservations in SQLite. Reservations of processes that
-    died are dropped, so a crash cannot block the budget forever."""
-
-    def __init__(self, path: Path, today: Callable[[], str]):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._today = today
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.executescript(
-            """
-            PRAGMA journal_mode=WAL;
-            CREATE TABLE IF NOT EXISTS day_spend (day TEXT PRIMARY KEY, spent REAL NOT NULL);
-            CREATE TABLE IF NOT EXISTS day_reservations (
-                id INTEGER PRIMARY KEY, day TEXT NOT NULL, amount REAL NOT NULL, pid INTEGER NOT NULL);
-            """
-        )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")  # one writer at a time across processes
-        try:
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-
-    def reserve(self, amount: float, limit: float | None) -> int:
-        day = self._today()
-        with self._transaction() as db:
-            self._drop_dead(db)
-            spent = self._spent(db, day)
-            (reserved,) = db.execute(
-                "SELECT COALESCE(SUM(amount), 0) FROM day_reservations WHERE day = ?", (day,)
-            ).fetchone()
-            Tally(spent, reserved).check("day", limit, amount)
-            cursor = db.execute(
-                "INSERT INTO day_reservations (day, amount, pid) VALUES (?, ?, ?)", (day, amount, os.getpid())
-            )
-            return int(cursor.lastrowid)
-
-    def settle(self, row: int, charged: float) -> None:
-        with self._transaction() as db:
-            found = db.execute("SELECT day FROM day_reservations WHERE id = ?", (row,)).fetchone()
-            day = found[0] if found else self._today()
-            db.execute("DELETE FROM day_reservations WHERE id = ?", (row,))
-            db.execute(
-                "INSERT INTO day_spend (day, spent) VALUES (?, ?) "
-                "ON CONFLICT(day) DO UPDATE SET spent = spent + excluded.spent",
-                (day, charged),
-            )
-
-    def spent(self) -> float:
-        return self._spent(self._db, self._today())
-
-    @staticmethod
-    def _spent(db: sqlite3.Connection, day: str) -> float:
-        row = db.execute("SELECT spent FROM day_spend WHERE day = ?", (day,)).fetchone()
-        return row[0] if row else 0.0
-
-    @staticmethod
-    def _drop_dead(db: sqlite3.Connection) -> None:
-        for (pid,) in db.execute("SELECT DISTINCT pid FROM day_reservations").fetchall():
-            if pid != os.getpid() and not process_alive(pid):
-                db.execute("DELETE FROM day_reservations WHERE pid = ?", (pid,))
-
-    def close(self) -> None:
-        self._db.close()

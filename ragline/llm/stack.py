@@ -113,13 +113,20 @@ def make_chain(config: RaglineConfig, budget: Budget, provider: LLMProvider | No
     return ModelChain(members, policy=config.reliability, budget=budget)
 
 
+def shared_state_url(config: RaglineConfig) -> str | None:
+    try:
+        return config.shared_state.resolved_url()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 class LLMStack:
     """Every layer between a query and its providers. `llm(cache=False)` is the same stack
     without the response cache. `close` releases what the stack built, top down; an injected
     provider is the caller's to close."""
 
     def __init__(self, config: RaglineConfig, store_dir: Path, tracing: Tracing, *, provider: LLMProvider | None = None):
-        self.budget = Budget(config.budget, day_path=store_dir / BUDGET_FILE)
+        self.budget = Budget(config.budget, day_path=store_dir / BUDGET_FILE, day_url=shared_state_url(config))
         self.chain = make_chain(config, self.budget, provider)
         self._owns_chain = provider is None
         replay = config.replay

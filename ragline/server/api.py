@@ -33,6 +33,7 @@ from ragline.retrieval.store import Filters
 from ragline.server.metrics import ServerMetrics
 from ragline.server.security import TokenGuard
 from ragline.server.status_page import status_page
+from ragline.state.database import SharedStateError
 from ragline.tracing.render import trace_html
 from ragline.tracing.store import Trace, TraceNotFound, TraceStore, trace_json
 
@@ -77,13 +78,14 @@ def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
 
 def error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The status and `error` object (the CLI's `--json` error) for a failure a request ends with."""
-    if isinstance(exc, (BudgetExceeded, ProviderError, StoreError, StoreBusyError, ValueError, AccessError)):
+    if isinstance(exc, (BudgetExceeded, ProviderError, StoreError, StoreBusyError, ValueError, AccessError,
+                        SharedStateError)):  # fmt: skip
         body = error_json(exc)["error"]
         return _STATUS.get(body["kind"], 502 if isinstance(exc, ProviderError) else 400), body
     return 500, {"kind": "internal", "message": f"{type(exc).__name__}: the server logged the details"}
 
 
-_STATUS = {"budget": 402, "store": 503, "store_busy": 503, "config": 400, "error": 400, "access": 403}
+_STATUS = {"budget": 402, "shared_state": 503, "store": 503, "store_busy": 503, "config": 400, "error": 400, "access": 403}
 
 
 def create_app(service) -> FastAPI:
