@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from ragline.errors import RemoteError, StoreBusyError, StoreError
+from ragline.errors import RemoteError, SharedStateError, StoreBusyError, StoreError
 
 
 def error_json(error: BaseException | str, kind: str | None = None) -> dict[str, Any]:
@@ -17,7 +17,6 @@ def error_json(error: BaseException | str, kind: str | None = None) -> dict[str,
     from ragline.config import ConfigError
     from ragline.llm.base import ProviderError
     from ragline.llm.budget import BudgetExceeded
-    from ragline.state.database import SharedStateError
 
     if isinstance(error, RemoteError):  # the owner process already described it
         return {"error": {**error.body, **({"kind": kind} if kind else {})}}

@@ -1,4 +1,4 @@
-"""Errors that name a store file and what to do about it."""
+"""Errors that name a store file or shared database, and what to do about it."""
 
 from __future__ import annotations
 
@@ -43,3 +43,7 @@ class RemoteError(RuntimeError):
     @property
     def kind(self) -> str:
         return str(self.body.get("kind", "error"))
+
+
+class SharedStateError(RuntimeError):
+    """The shared-state database could not be reached or used; nothing was decided on it."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
+from functools import cache
 from pathlib import Path
 
 # Never inherited by child processes, and never opened through a planted symlink.
@@ -41,3 +43,22 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):  # no /proc: trust kill()
         return True
     return state != "Z"
+
+
+@cache
+def process_space() -> str:
+    """Where a pid means this process's pid: the host, its boot, and the pid namespace
+    (containers on one kernel each have their own)."""
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{boot}/{namespace}"[:300]
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""

@@ -11,15 +11,12 @@ out, so a replica that vanished mid-call blocks its amount for at most `lease_s`
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 
 from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, delete, func, insert, select, update
 
-from ragline.processes import process_alive
+from ragline.processes import process_alive, process_space
 from ragline.state.database import exclusive, open_engine
 
 _LOCK = "ragline day budget"
@@ -35,25 +32,6 @@ day_holds = Table(
     Column("pid", Integer, nullable=False),
     Column("expires_at", Float, nullable=False),
 )  # fmt: skip
-
-
-@cache
-def process_space() -> str:
-    """Where a pid means this process's pid: the host, its boot, and the pid namespace
-    (containers on one kernel each have their own)."""
-    boot = _read("/proc/sys/kernel/random/boot_id")
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        namespace = ""
-    return f"{socket.gethostname()}/{boot}/{namespace}"[:300]
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return ""
 
 
 class DayLedger:

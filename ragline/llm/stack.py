@@ -21,6 +21,7 @@ from ragline.llm.pricing import Price
 from ragline.llm.wrappers.base import identity
 from ragline.llm.wrappers.cache import CachedProvider, RedisResponseCache, ResponseCache, SqliteResponseCache
 from ragline.llm.wrappers.replay import Cassette, RecordingProvider, ReplayProvider
+from ragline.state.url import shared_state_url
 from ragline.tracing.setup import Tracing
 
 RESPONSE_CACHE_FILE = "llm-cache.sqlite"
@@ -111,13 +112,6 @@ def make_chain(config: RaglineConfig, budget: Budget, provider: LLMProvider | No
         for spec in model_configs(config)
     ]  # fmt: skip
     return ModelChain(members, policy=config.reliability, budget=budget)
-
-
-def shared_state_url(config: RaglineConfig) -> str | None:
-    try:
-        return config.shared_state.resolved_url()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 class LLMStack:

@@ -11,6 +11,10 @@ On start, a source whose schedule ticked since its last run (while no scheduler 
 Filesystem sources with `watch = true` also run when their folder changes: changes are
 debounced, and changes during a run give one more run after it (a run in progress may have
 listed the changed file already).
+
+Replicas sharing a store (`[shared_state]`) each run a scheduler, and a lease in the shared
+database picks the one that fires: the others keep their plans in step without firing, and
+one takes over when the holder stops (it lets go) or vanishes (its lease expires).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from ragline.errors import SharedStateError
 from ragline.ingest.config import SourceConfig
 from ragline.runs.history import RunHistory
 from ragline.runs.sources import named_sources
@@ -32,6 +37,7 @@ from ragline.schedule.cron import Schedule, missed_tick, schedule_of
 
 if TYPE_CHECKING:
     from ragline.runs.runner import SourceRunner
+    from ragline.state.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +86,10 @@ def schedule_rows(sources: list[SourceConfig], history: RunHistory | None, now: 
 class Scheduler:
     def __init__(
         self, runner: SourceRunner, sources: list[SourceConfig], history: RunHistory, *,
-        clock: Callable[[], float] = time.time, tick_seconds: float = 0.5,
+        clock: Callable[[], float] = time.time, tick_seconds: float = 0.5, lease: Lease | None = None,
     ):  # fmt: skip
         self.runner = runner
+        self.lease = lease
         self.history = history
         self.clock = clock
         self.tick_seconds = tick_seconds
@@ -110,16 +117,29 @@ class Scheduler:
     def tick(self, now: float | None = None) -> list[tuple[str, str]]:
         """Start the runs due at `now` (default: the clock) and plan each one's next fire."""
         now = self.clock() if now is None else now
-        fired = self.due(now)
-        for name, trigger in fired:
-            with self._lock:
+        due, leading = self.due(now), self.leading()
+        for name, trigger in due:
+            with self._lock:  # a replica that does not lead keeps in step with the one that fires
                 plan = self._plans[name]
                 plan.catch_up, plan.next_run = False, plan.schedule.next_after(now)
+            if not leading:
+                continue
             try:
                 self.runner.start(name, trigger)
             except Exception:
                 log.exception("could not start a %s run of source %r", trigger, name)
-        return fired
+        return due if leading else []
+
+    def leading(self) -> bool:
+        """Whether this scheduler fires: always without a lease; with one, while it holds it
+        (an unreachable database: not, and nobody else can take it either)."""
+        if self.lease is None:
+            return True
+        try:
+            return self.lease.hold()
+        except SharedStateError as exc:
+            log.warning("not firing schedules: %s", exc)
+            return False
 
     def schedules(self) -> list[dict[str, Any]]:
         """Each scheduled or watched source: {"source", "schedule", "timezone", "next_run",
@@ -155,6 +175,11 @@ class Scheduler:
         for thread in self._threads:
             thread.join(JOIN_SECONDS)
         self._threads = []
+        if self.lease is not None:
+            try:
+                self.lease.release()
+            except SharedStateError as exc:  # it expires on its own
+                log.warning("could not let go of the scheduler lease: %s", exc)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -174,7 +199,7 @@ class Scheduler:
                 root, watch_filter=DefaultFilter(ignore_paths=[store]), stop_event=self._stop,
                 step=WATCH_QUIET_MS, debounce=WATCH_MAX_WAIT_MS, rust_timeout=WATCH_POLL_MS, yield_on_timeout=True,
             ):  # fmt: skip
-                owed = owed or bool(changes)
+                owed = (owed or bool(changes)) and self.leading()  # the leader's watcher runs it
                 if owed and name not in self.runner.running():
                     owed = self.runner.start(name, "watch").status == "skipped"
         except Exception:

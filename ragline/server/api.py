@@ -25,7 +25,7 @@ from ragline.access.principals import AccessError
 from ragline.access.traces import check_trace_readable
 from ragline.connectors.base import ConnectorError
 from ragline.error_report import error_json
-from ragline.errors import StoreBusyError, StoreError
+from ragline.errors import SharedStateError, StoreBusyError, StoreError
 from ragline.llm.base import ProviderError
 from ragline.llm.budget import BudgetExceeded
 from ragline.models import Answer
@@ -33,7 +33,6 @@ from ragline.retrieval.store import Filters
 from ragline.server.metrics import ServerMetrics
 from ragline.server.security import TokenGuard
 from ragline.server.status_page import status_page
-from ragline.state.database import SharedStateError
 from ragline.tracing.render import trace_html
 from ragline.tracing.store import Trace, TraceNotFound, TraceStore, trace_json
 

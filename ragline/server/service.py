@@ -23,10 +23,21 @@ from pathlib import Path
 from ragline.runs.history import RunHistory, SourceRun
 from ragline.runs.runner import SourceRunner
 from ragline.schedule.scheduler import Scheduler
+from ragline.state.url import shared_state_url
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 30.0
 STOP_TIMEOUT = 120.0
+
+
+def scheduler_lease(config):
+    """With `[shared_state]`, replicas share the schedules: a lease there picks the one that fires."""
+    url = shared_state_url(config)
+    if url is None or not config.sources:
+        return None
+    from ragline.state.leases import Lease
+
+    return Lease(url, "scheduler")
 
 
 class StoreService:
@@ -36,7 +47,7 @@ class StoreService:
         self.version = package_version("ragline")
         self.history = RunHistory(rag.path)
         self.runner = SourceRunner(rag, self.history, optimize=False)  # marks a killed owner's runs interrupted
-        self.scheduler = Scheduler(self.runner, rag.config.sources, self.history)
+        self.scheduler = Scheduler(self.runner, rag.config.sources, self.history, lease=scheduler_lease(rag.config))
         self._schedules = schedules
         self._idle_seconds = idle_seconds
         self._last_activity = time.monotonic()

@@ -11,11 +11,9 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from ragline.errors import SharedStateError
+
 SQLITE_BUSY_TIMEOUT_S = 30
-
-
-class SharedStateError(RuntimeError):
-    """The shared-state database could not be reached or used; nothing was decided on it."""
 
 
 def open_engine(url: str) -> Engine:

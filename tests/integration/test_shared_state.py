@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -15,10 +16,15 @@ from postgres_server import PASSWORD
 from sqlalchemy import create_engine, insert, make_url, text
 
 from ragline.config import ConfigError, load_config
+from ragline.errors import SharedStateError
+from ragline.ingest.config import SourceConfig
 from ragline.llm.budget import Budget, BudgetExceeded, BudgetLimits, Tally
-from ragline.llm.day_ledger import DayLedger, day_holds, process_space
-from ragline.llm.stack import shared_state_url
-from ragline.state.database import SharedStateError
+from ragline.llm.day_ledger import DayLedger, day_holds
+from ragline.processes import process_space
+from ragline.runs.history import RunHistory
+from ragline.schedule.scheduler import Scheduler
+from ragline.state.leases import Lease
+from ragline.state.url import shared_state_url
 
 DAY = "2026-12-02"
 
@@ -191,3 +197,51 @@ def test_a_day_budget_set_once_holds_across_two_replicas(tmp_path, postgres_url)
         # alone, this replica would have admitted the call; the other replica's spend refused it
         assert spent[url] + refusal["needed_usd"] <= limit < refusal["spent_usd"] + refusal["needed_usd"] + 1e-9
     assert refusals[b.url]["spent_usd"] == pytest.approx(total)
+
+
+# --- one scheduler at a time ------------------------------------------------------------------
+
+
+class _Runs:
+    """Stands in for a replica's SourceRunner: what its scheduler started."""
+
+    def __init__(self):
+        self.started: list[tuple[str, str]] = []
+
+    def start(self, name: str, trigger: str):
+        self.started.append((name, trigger))
+        return SimpleNamespace(status="running")
+
+    def running(self) -> list[str]:
+        return []
+
+
+def test_one_replica_fires_the_schedules_and_another_takes_over(state_url, tmp_path) -> None:
+    now = [1_000_003.0]
+    sources = [SourceConfig(kind="filesystem", root=".", name="docs", interval_seconds=10)]
+
+    def replica(name: str) -> tuple[Scheduler, _Runs]:
+        runs = _Runs()
+        lease = Lease(state_url, "scheduler", ttl_s=30, clock=lambda: now[0])
+        return Scheduler(runs, sources, RunHistory(tmp_path / name), clock=lambda: now[0], lease=lease), runs
+
+    (a, runs_a), (b, runs_b) = replica("a"), replica("b")
+
+    def beat(*schedulers: Scheduler, ticks: int) -> None:
+        for _ in range(ticks):
+            now[0] += 10
+            for scheduler in schedulers:
+                scheduler.tick()
+
+    beat(a, b, ticks=6)
+    assert len(runs_a.started) == 6 and runs_b.started == []  # each tick fired once, by the lease holder
+    a.stop()  # a clean stop lets go of the lease: b fires from the next tick on
+    beat(b, ticks=3)
+    assert len(runs_a.started) == 6 and len(runs_b.started) == 3
+
+    c, runs_c = replica("c")  # b vanishes without letting go (kill -9): c waits out the lease
+    beat(c, ticks=2)
+    assert runs_c.started == []
+    beat(c, ticks=2)
+    assert len(runs_c.started) >= 1 and len(runs_b.started) == 3
+    assert c.schedules()[0]["source"] == "docs"  # a replica that does not lead still plans the same beat
