@@ -27,15 +27,18 @@ schedule_app = typer.Typer(help="When configured sources run by themselves (unde
 
 
 def _history(config: RaglineConfig) -> RunHistory | None:
-    """The store's run history, or None when nothing ever ran there (nothing is created)."""
-    from ragline.errors import StoreError
+    """The store's run history (the replicas' with `[shared_state]`), or None when nothing
+    ever ran in the store (nothing is created)."""
+    from ragline.errors import SharedStateError, StoreError
     from ragline.runs.history import RUNS_FILE, RunHistory
+    from ragline.state.url import shared_state_url
 
-    if not (Path(config.store.path) / RUNS_FILE).is_file():
+    url = shared_state_url(config)
+    if url is None and not (Path(config.store.path) / RUNS_FILE).is_file():
         return None
     try:
-        return RunHistory(Path(config.store.path))
-    except StoreError as exc:
+        return RunHistory(Path(config.store.path), url=url)
+    except (StoreError, SharedStateError) as exc:
         fail(exc)
 
 
@@ -118,10 +121,11 @@ def ingest_recorded(
     from ragline.app import Rag
     from ragline.runs.history import RunHistory
     from ragline.runs.runner import SourceRunner
+    from ragline.state.url import shared_state_url
 
     if paths or not rag.config.sources or not isinstance(rag, Rag):
         return rag.ingest(paths, show_progress=show_progress, allow_mass_delete=allow_mass_delete, readers=readers)
-    history = RunHistory(rag.path)
+    history = RunHistory(rag.path, url=shared_state_url(rag.config))
     try:
         runner = SourceRunner(rag, history)
         total = IngestReport()

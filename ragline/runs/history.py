@@ -1,9 +1,11 @@
-"""Run history: `runs.sqlite` in the store directory, one row per run of a source.
+"""Run history: one row per run of a source, in `runs.sqlite` in the store directory, or in
+the database replicas share (`[shared_state]`), where every replica reads the same runs.
 
-A run is recorded `running` when it starts (with the pid of its process) and gets its final
-status when it ends. A process killed mid-run (kill -9, power loss) cannot record that, so
-`interrupt_stale` closes runs whose process is gone; the ingest pipeline's crash-safe order
-makes the next run of the source converge to a clean ingest.
+A run is recorded `running` when it starts (with the pid of its process and the process space
+that pid belongs to) and gets its final status when it ends. A process killed mid-run (kill
+-9, power loss) cannot record that, so `interrupt_stale` closes runs whose process is gone;
+the ingest pipeline's crash-safe order makes the next run of the source converge to a clean
+ingest.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Column, Connection, Float, Index, Integer, MetaData, String, Table, Text, func, inspect, select
 
-from ragline.ingest.sqlite import connect, serialised
+from ragline.errors import SharedStateError, StoreError
 from ragline.models import IngestReport
-from ragline.processes import process_alive
+from ragline.processes import process_alive, process_space
+from ragline.state.database import exclusive, open_engine
 
 RUNS_FILE = "runs.sqlite"
 MAX_ERRORS = 20  # per run; the ledger's last report keeps every error of the source's last run
@@ -31,20 +36,27 @@ MAX_ERROR_CHARS = 300
 Trigger = Literal["cron", "watch", "manual", "api", "catch-up"]
 Status = Literal["running", "succeeded", "partial", "failed", "interrupted", "skipped"]
 FinalStatus = Literal["succeeded", "partial", "failed", "interrupted"]
+_REMEDY = "Move it away: the run history is lost, new runs start a new file"
+_WRITABLE = "Give this process write access to the store directory, or open a copy of it."
+_COUNTS = ("added", "updated", "unchanged", "deleted", "failed", "chunks_embedded")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, source TEXT NOT NULL, trigger TEXT NOT NULL, status TEXT NOT NULL,
-    started REAL NOT NULL, finished REAL, pid INTEGER NOT NULL, reason TEXT,
-    added INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0, unchanged INTEGER NOT NULL DEFAULT 0,
-    deleted INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-    chunks_embedded INTEGER NOT NULL DEFAULT 0, errors TEXT NOT NULL DEFAULT '[]'
-);
-CREATE INDEX IF NOT EXISTS runs_by_source ON runs (source, started);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
-"""
-_COLUMNS = ("id, source, trigger, status, started, finished, pid, reason, added, updated, unchanged, deleted, "
-            "failed, chunks_embedded, errors")  # fmt: skip
+_metadata = MetaData()
+runs_table = Table(
+    "runs", _metadata,
+    Column("id", String(32), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started", Float, nullable=False),
+    Column("finished", Float),
+    Column("pid", Integer, nullable=False),
+    Column("reason", Text),
+    *(Column(name, Integer, nullable=False, server_default="0") for name in _COUNTS),
+    Column("errors", Text, nullable=False, server_default="[]"),
+    Column("space", String(300), nullable=False, server_default=""),  # '' in files older than the column: here
+    Index("runs_by_source", "source", "started"),
+    Index("runs_by_status", "status"),
+)  # fmt: skip
 
 # Runs started by this process and not finished yet, across every RunHistory in it: a pid that
 # is alive and ours is no proof of a live run (a restarted container's server is PID 1 again).
@@ -95,43 +107,58 @@ def capped_errors(errors: Iterable[str]) -> list[str]:
 
 
 class RunHistory:
-    """The runs of one store, safe to share between threads (one connection, one lock) and
-    between processes (SQLite in WAL mode)."""
+    """The runs of one store (or of every replica, with `url`), safe to share between threads
+    and processes: every write is one transaction that excludes the others."""
 
-    def __init__(self, store_dir: Path):
+    def __init__(self, store_dir: Path, url: str | None = None):
         self.path = Path(store_dir) / RUNS_FILE
-        self._db, self._lock = connect(
-            self.path, SCHEMA, remedy="Move it away: the run history is lost, new runs start a new file",
-            pragmas=("PRAGMA busy_timeout = 5000",),
+        self._local = url is None
+        if self._local:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(self.path, f"cannot be written ({exc.strerror})", _WRITABLE) from None
+        self._engine = open_engine(url or f"sqlite:///{self.path}")
+        with self._db() as db:
+            _metadata.create_all(db)
+            if "space" not in {column["name"] for column in inspect(db).get_columns("runs")}:
+                db.exec_driver_sql("ALTER TABLE runs ADD COLUMN space TEXT NOT NULL DEFAULT ''")
+
+    @contextmanager
+    def _db(self) -> Iterator[Connection]:
+        try:
+            with exclusive(self._engine, "ragline runs") as db:
+                yield db
+        except SharedStateError as exc:
+            if not self._local:
+                raise
+            detail = str(exc).partition(" failed: ")[2]
+            if "readonly" in detail or "unable to open" in detail:
+                raise StoreError(self.path, f"cannot be written ({detail})", _WRITABLE) from None
+            raise StoreError(self.path, f"is not a usable SQLite database ({detail})", _REMEDY) from None
+
+    @staticmethod
+    def _run(row) -> SourceRun:
+        return SourceRun(
+            id=row.id, source=row.source, trigger=row.trigger, status=row.status, started=_when(row.started),
+            finished=_when(row.finished), pid=row.pid, reason=row.reason, errors=json.loads(row.errors),
+            **{name: getattr(row, name) for name in _COUNTS},
         )  # fmt: skip
 
-    def _row(self, row: tuple) -> SourceRun:
-        (run_id, source, trigger, status, started, finished, pid, reason,
-         added, updated, unchanged, deleted, failed, chunks, errors) = row  # fmt: skip
-        return SourceRun(
-            id=run_id, source=source, trigger=trigger, status=status, started=_when(started), finished=_when(finished),
-            pid=pid, reason=reason, added=added, updated=updated, unchanged=unchanged, deleted=deleted, failed=failed,
-            chunks_embedded=chunks, errors=json.loads(errors),
-        )  # fmt: skip
+    def _select(self, db: Connection, *where, limit: int | None = None) -> list[SourceRun]:
+        query = select(runs_table).where(*where).order_by(runs_table.c.started.desc(), runs_table.c.id.desc())
+        return [self._run(row) for row in db.execute(query.limit(limit))]
 
     def _insert(self, source: str, trigger: str, status: str, *, reason: str | None = None) -> SourceRun:
         _check(trigger, Trigger, "trigger")
-        now = time.time()
-        run_id = uuid.uuid4().hex
-        finished = None if status == "running" else now
-        with self._db:
-            self._db.execute(
-                "INSERT INTO runs (id, source, trigger, status, started, finished, pid, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, source, trigger, status, now, finished, os.getpid(), reason),
-            )
-        return self._get(run_id)
+        now, run_id = time.time(), uuid.uuid4().hex
+        with self._db() as db:
+            db.execute(runs_table.insert().values(
+                id=run_id, source=source, trigger=trigger, status=status, started=now,
+                finished=None if status == "running" else now, pid=os.getpid(), space=process_space(), reason=reason,
+            ))  # fmt: skip
+            return self._select(db, runs_table.c.id == run_id)[0]
 
-    def _get(self, run_id: str) -> SourceRun | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return self._row(row) if row else None
-
-    @serialised
     def start(self, source: str, trigger: Trigger) -> SourceRun:
         """A new run, `running`, recorded with this process's pid."""
         run = self._insert(source, trigger, "running")
@@ -139,7 +166,6 @@ class RunHistory:
             _LIVE.add(run.id)
         return run
 
-    @serialised
     def finish(
         self,
         run_id: str,
@@ -155,69 +181,61 @@ class RunHistory:
         lines = capped_errors([*(f"{e.document}: {e.error}" for e in report.errors), *errors])
         if status == "interrupted" and reason is None:
             reason = "stopped before it finished"
-        with self._db:
-            updated = self._db.execute(
-                "UPDATE runs SET status = ?, finished = ?, reason = COALESCE(?, reason), added = ?, updated = ?, "
-                "unchanged = ?, deleted = ?, failed = ?, chunks_embedded = ?, errors = ? WHERE id = ?",
-                (status, time.time(), reason, report.added, report.updated, report.unchanged, report.deleted,
-                 report.failed, report.chunks_embedded, json.dumps(lines, ensure_ascii=False), run_id),
-            )  # fmt: skip
+        with self._db() as db:
+            updated = db.execute(runs_table.update().where(runs_table.c.id == run_id).values(
+                status=status, finished=time.time(), reason=func.coalesce(reason, runs_table.c.reason),
+                errors=json.dumps(lines, ensure_ascii=False), **{name: getattr(report, name) for name in _COUNTS},
+            ))  # fmt: skip
+            found = self._select(db, runs_table.c.id == run_id)
         with _LIVE_LOCK:
             _LIVE.discard(run_id)
         if updated.rowcount == 0:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
-        return self._get(run_id)
+            raise KeyError(f"no run {run_id!r} in {self}")
+        return found[0]
 
-    @serialised
     def skipped(self, source: str, trigger: Trigger, reason: str = "overlap") -> SourceRun:
         """A tick or request that did not run, and why (`overlap`: the source was running)."""
         return self._insert(source, trigger, "skipped", reason=reason)
 
-    @serialised
     def runs(self, source: str | None = None, limit: int = 100) -> list[SourceRun]:
         """Newest first."""
-        where, args = ("WHERE source = ?", (source,)) if source is not None else ("", ())
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM runs {where} ORDER BY started DESC, rowid DESC LIMIT ?", (*args, limit)
-        )
-        return [self._row(row) for row in rows]
+        with self._db() as db:
+            return self._select(db, *([runs_table.c.source == source] if source is not None else []), limit=limit)
 
-    @serialised
     def get(self, run_id: str) -> SourceRun | None:
-        return self._get(run_id)
+        with self._db() as db:
+            found = self._select(db, runs_table.c.id == run_id)
+        return found[0] if found else None
 
-    @serialised
     def counts_by_status(self) -> dict[str, int]:
         """How many runs ended (or are) in each status: one aggregate query, for metrics."""
-        return dict(self._db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+        with self._db() as db:
+            return dict(db.execute(select(runs_table.c.status, func.count()).group_by(runs_table.c.status)).all())
 
-    @serialised
     def last(self, source: str) -> SourceRun | None:
         """The source's newest run that did run (skipped ticks left out)."""
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM runs WHERE source = ? AND status != 'skipped' ORDER BY started DESC, rowid DESC "
-            "LIMIT 1", (source,),
-        ).fetchone()  # fmt: skip
-        return self._row(row) if row else None
+        with self._db() as db:
+            found = self._select(db, runs_table.c.source == source, runs_table.c.status != "skipped", limit=1)
+        return found[0] if found else None
 
-    @serialised
     def interrupt_stale(self) -> int:
-        """Mark `interrupted` the runs still `running` whose process is gone, or is this one
-        but did not start them (a restart under a reused pid); returns how many."""
+        """Mark `interrupted` the runs still `running` in this process space whose process is
+        gone, or is this one but did not start them (a restart under a reused pid); returns
+        how many. Runs of other machines are theirs to close."""
         with _LIVE_LOCK:
             live = set(_LIVE)
         me = os.getpid()
-        stale = [
-            run_id for run_id, pid in self._db.execute("SELECT id, pid FROM runs WHERE status = 'running'")
-            if run_id not in live and (pid == me or not process_alive(pid))
-        ]  # fmt: skip
-        with self._db:
-            self._db.executemany(
-                "UPDATE runs SET status = 'interrupted', finished = ?, reason = 'its process ended mid-run' "
-                "WHERE id = ? AND status = 'running'", [(time.time(), run_id) for run_id in stale],
-            )  # fmt: skip
+        with self._db() as db:
+            running = db.execute(select(runs_table.c.id, runs_table.c.pid).where(
+                runs_table.c.status == "running", runs_table.c.space.in_(["", process_space()])))  # fmt: skip
+            stale = [run_id for run_id, pid in running if run_id not in live and (pid == me or not process_alive(pid))]
+            if stale:
+                db.execute(runs_table.update().where(runs_table.c.id.in_(stale), runs_table.c.status == "running")
+                           .values(status="interrupted", finished=time.time(), reason="its process ended mid-run"))  # fmt: skip
         return len(stale)
 
-    @serialised
     def close(self) -> None:
-        self._db.close()
+        self._engine.dispose()
+
+    def __repr__(self) -> str:
+        return str(self.path) if self._local else self._engine.url.render_as_string(hide_password=True)

@@ -14,7 +14,8 @@ listed the changed file already).
 
 Replicas sharing a store (`[shared_state]`) each run a scheduler, and a lease in the shared
 database picks the one that fires: the others keep their plans in step without firing, and
-one takes over when the holder stops (it lets go) or vanishes (its lease expires).
+one takes over when the holder stops (it lets go) or vanishes (its lease expires), and
+catches up on a tick the holder missed (the run history is shared too).
 """
 
 from __future__ import annotations
@@ -97,14 +98,18 @@ class Scheduler:
         self._lock = threading.Lock()  # plans: the tick thread advances them, schedules() reads them
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._led = False  # whether the last tick held the lease
         now = clock()
         self._plans: dict[str, _Plan] = {}
         for name, entry in self._sources.items():
-            if (schedule := schedule_of(entry)) is None:
-                continue
-            last = history.last(name)
-            missed = missed_tick(schedule, last.started.timestamp() if last else None, now, entry.catch_up_seconds)
-            self._plans[name] = _Plan(schedule, schedule.next_after(now), missed)
+            if (schedule := schedule_of(entry)) is not None:
+                self._plans[name] = _Plan(schedule, schedule.next_after(now), self._missed(name, schedule, now))
+
+    def _missed(self, name: str, schedule: Schedule, now: float) -> bool:
+        """Whether the source's schedule ticked since its last run, within its catch-up window."""
+        last = self.history.last(name)
+        started = last.started.timestamp() if last else None
+        return missed_tick(schedule, started, now, self._sources[name].catch_up_seconds)
 
     def due(self, now: float) -> list[tuple[str, str]]:
         """(source, trigger) of each source that fires at `now`; changes nothing."""
@@ -117,7 +122,14 @@ class Scheduler:
     def tick(self, now: float | None = None) -> list[tuple[str, str]]:
         """Start the runs due at `now` (default: the clock) and plan each one's next fire."""
         now = self.clock() if now is None else now
-        due, leading = self.due(now), self.leading()
+        leading = self.leading()
+        if leading and not self._led and self.lease is not None:  # taking over: what the last holder missed
+            missed = {name: self._missed(name, plan.schedule, now) for name, plan in self._plans.items()}
+            with self._lock:
+                for name, plan in self._plans.items():
+                    plan.catch_up = plan.catch_up or missed[name]
+        self._led = leading
+        due = self.due(now)
         for name, trigger in due:
             with self._lock:  # a replica that does not lead keeps in step with the one that fires
                 plan = self._plans[name]

@@ -45,7 +45,7 @@ class StoreService:
         self.rag = rag
         self.token = token
         self.version = package_version("ragline")
-        self.history = RunHistory(rag.path)
+        self.history = RunHistory(rag.path, url=shared_state_url(rag.config))
         self.runner = SourceRunner(rag, self.history, optimize=False)  # marks a killed owner's runs interrupted
         self.scheduler = Scheduler(self.runner, rag.config.sources, self.history, lease=scheduler_lease(rag.config))
         self._schedules = schedules

@@ -7,12 +7,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
-from types import SimpleNamespace
 
 import httpx
 import pytest
 from postgres_server import PASSWORD
+from recording_runner import RecordingRunner
 from sqlalchemy import create_engine, insert, make_url, text
 
 from ragline.config import ConfigError, load_config
@@ -21,7 +22,7 @@ from ragline.ingest.config import SourceConfig
 from ragline.llm.budget import Budget, BudgetExceeded, BudgetLimits, Tally
 from ragline.llm.day_ledger import DayLedger, day_holds
 from ragline.processes import process_space
-from ragline.runs.history import RunHistory
+from ragline.runs.history import RunHistory, runs_table
 from ragline.schedule.scheduler import Scheduler
 from ragline.state.leases import Lease
 from ragline.state.url import shared_state_url
@@ -202,28 +203,15 @@ def test_a_day_budget_set_once_holds_across_two_replicas(tmp_path, postgres_url)
 # --- one scheduler at a time ------------------------------------------------------------------
 
 
-class _Runs:
-    """Stands in for a replica's SourceRunner: what its scheduler started."""
-
-    def __init__(self):
-        self.started: list[tuple[str, str]] = []
-
-    def start(self, name: str, trigger: str):
-        self.started.append((name, trigger))
-        return SimpleNamespace(status="running")
-
-    def running(self) -> list[str]:
-        return []
-
-
 def test_one_replica_fires_the_schedules_and_another_takes_over(state_url, tmp_path) -> None:
-    now = [1_000_003.0]
+    now = [time.time() // 10 * 10 + 3]  # the history records real times
     sources = [SourceConfig(kind="filesystem", root=".", name="docs", interval_seconds=10)]
 
-    def replica(name: str) -> tuple[Scheduler, _Runs]:
-        runs = _Runs()
+    def replica(name: str) -> tuple[Scheduler, RecordingRunner]:
+        history = RunHistory(tmp_path / name, url=state_url)  # shared, as under [shared_state]
+        runs = RecordingRunner(history)
         lease = Lease(state_url, "scheduler", ttl_s=30, clock=lambda: now[0])
-        return Scheduler(runs, sources, RunHistory(tmp_path / name), clock=lambda: now[0], lease=lease), runs
+        return Scheduler(runs, sources, history, clock=lambda: now[0], lease=lease), runs
 
     (a, runs_a), (b, runs_b) = replica("a"), replica("b")
 
@@ -244,4 +232,23 @@ def test_one_replica_fires_the_schedules_and_another_takes_over(state_url, tmp_p
     assert runs_c.started == []
     beat(c, ticks=2)
     assert len(runs_c.started) >= 1 and len(runs_b.started) == 3
+    assert runs_c.started[0] == ("docs", "catch-up")  # the ticks nobody fired while b's lease ran out
     assert c.schedules()[0]["source"] == "docs"  # a replica that does not lead still plans the same beat
+
+
+def test_replicas_share_one_run_history_and_close_only_their_own_stale_runs(state_url, tmp_path) -> None:
+    a, b = RunHistory(tmp_path / "a", url=state_url), RunHistory(tmp_path / "b", url=state_url)
+    run = a.start("docs", "cron")
+    assert [r.id for r in b.runs()] == [run.id] and b.get(run.id).status == "running"
+    engine = create_engine(state_url)
+    with engine.begin() as connection:  # a run another machine was running (its pid means nothing here)
+        connection.execute(runs_table.insert().values(
+            id="elsewhere", source="docs", trigger="cron", status="running", started=1.0, pid=999_999,
+            space="another-host/boot/pid:[4026531836]",
+        ))  # fmt: skip
+    engine.dispose()
+    assert b.interrupt_stale() == 0  # a's run is live in this process; the other machine's is not ours
+    b.finish(run.id, "succeeded")
+    assert a.last("docs").status == "succeeded" and a.counts_by_status() == {"running": 1, "succeeded": 1}
+    a.close()
+    b.close()

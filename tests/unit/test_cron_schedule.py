@@ -4,10 +4,10 @@ the scheduler's `due()` on a fake clock."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
+from recording_runner import RecordingRunner
 
 from ragline.config import ConfigError, load_config
 from ragline.ingest.config import SourceConfig
@@ -134,20 +134,6 @@ def test_missed_ticks_coalesce_and_respect_the_window():
     assert not missed_tick(daily, None, now, None)  # never ran: its first tick runs it
 
 
-class _Runner:
-    """Stands in for SourceRunner: records what the scheduler starts."""
-
-    def __init__(self):
-        self.started: list[tuple[str, str]] = []
-
-    def start(self, name: str, trigger: str):
-        self.started.append((name, trigger))
-        return SimpleNamespace(status="running")
-
-    def running(self) -> list[str]:
-        return []
-
-
 def test_due_on_a_fake_clock_gives_one_catch_up_then_the_regular_beat(tmp_path):
     history = RunHistory(tmp_path)
     ran = history.start("polled", "cron")
@@ -162,7 +148,7 @@ def test_due_on_a_fake_clock_gives_one_catch_up_then_the_regular_beat(tmp_path):
         ),
         SourceConfig(kind="filesystem", root=".", name="manual-only"),
     ]
-    runner = _Runner()
+    runner = RecordingRunner()
     scheduler = Scheduler(runner, sources, history, clock=lambda: t0)
     assert scheduler.due(t0) == [("polled", "catch-up")]
     assert scheduler.due(t0) == [("polled", "catch-up")]  # due() changes nothing
