@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from llm_server import free_port
-from protocol_servers import JsonHandler, ProtocolServer
+from protocol_servers import EmbeddingsHandler, ProtocolServer
 
 from ragline.retrieval.http_embeddings import EmbeddingError, HttpEmbedder
 
@@ -20,33 +20,6 @@ TEXTS = [
     "Retries honour the Retry-After header.",
     "A circuit breaker skips a failing provider.",
 ]
-
-
-class EmbeddingsHandler(JsonHandler):
-    """POST /<case>/v1/embeddings backed by a real Embedder. Cases: ok; raw (vectors scaled
-    by 3, as servers that do not normalize send them); short (one vector missing); boom
-    (500); garbage (200, not JSON)."""
-
-    prefix = "/v1"
-
-    def handle_case(self, case: str, body: dict) -> None:
-        if case == "boom":
-            return self.send_json(500, self.error_body(500, "embedding backend down"))
-        if case == "garbage":
-            return self.send_bytes(200, b"{not json")
-        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        vectors = self.server.backend.embed(texts)
-        scale = 3.0 if case == "raw" else 1.0
-        data = [
-            {"object": "embedding", "index": i, "embedding": [x * scale for x in vector]}
-            for i, vector in enumerate(vectors)
-        ]
-        data.reverse()  # clients must order by "index", not by position
-        if case == "short":
-            data.pop()
-        usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
-        reply = {"object": "list", "data": data, "model": body["model"], "usage": usage}
-        self.send_json(200, reply)
 
 
 @pytest.fixture(scope="module")

@@ -148,8 +148,8 @@ def test_shared_state_settings_keep_the_password_out_of_config_files(tmp_path, m
 # PostgreSQL server holding the day budget, and one model server.
 
 
-def test_a_day_budget_set_once_holds_across_two_replicas(tmp_path, postgres_url) -> None:
-    from protocol_servers import API_KEY, OpenAIHandler, ProtocolServer
+def test_a_day_budget_set_once_holds_across_two_replicas(tmp_path, postgres_url, embedder) -> None:
+    from protocol_servers import API_KEY, EmbeddingsHandler, OpenAIHandler, ProtocolServer
     from ragline_server import served
     from test_serve_runs import api, finished_run
 
@@ -159,10 +159,13 @@ def test_a_day_budget_set_once_holds_across_two_replicas(tmp_path, postgres_url)
     documents = tmp_path / "handbook"
     documents.mkdir()
     (documents / "leave.md").write_text("# Paid leave\n\nNew employees get 25 days of paid leave per year.\n")
-    with ProtocolServer(OpenAIHandler, FakeProvider(lambda request: "Twenty-five days [1].", model="m"), API_KEY) as llm:
+    fake = FakeProvider(lambda request: "Twenty-five days [1].", model="m")
+    with ProtocolServer(OpenAIHandler, fake, API_KEY) as llm, ProtocolServer(EmbeddingsHandler, embedder, API_KEY) as vectors:
         config = tmp_path / "ragline.toml"
-        config.write_text(
+        config.write_text(  # embeddings from this process's model: the replicas load no model
             '[store]\nkind = "server"\nurl = ":memory:"\n\n[ingest]\nparse_workers = 0\n\n[retrieval]\nrerank = "none"\n\n'
+            f'[embedding]\nprovider = "openai"\nmodel = "all-MiniLM-L6-v2"\nbase_url = "{vectors.base_url()}"\n'
+            'api_key_env = "RAGLINE_TEST_KEY"\n\n'
             f'[llm]\nprovider = "openai"\nmodel = "m"\nbase_url = "{llm.base_url()}"\napi_key_env = "RAGLINE_TEST_KEY"\n'
             "max_tokens = 16\nprice_per_million_input = 100.0\nprice_per_million_output = 100.0\n\n"
             f"[cache]\nenabled = false\n\n[budget]\nper_day_usd = {limit}\n\n"
