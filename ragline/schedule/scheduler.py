@@ -142,6 +142,12 @@ class Scheduler:
                 log.exception("could not start a %s run of source %r", trigger, name)
         return due if leading else []
 
+    @property
+    def firing(self) -> bool:
+        """Whether the last tick fired (or would have): without a lease always; with one, while
+        this replica held it. Asks nothing of the database."""
+        return self.lease is None or self._led
+
     def leading(self) -> bool:
         """Whether this scheduler fires: always without a lease; with one, while it holds it
         (an unreachable database: not, and nobody else can take it either)."""

@@ -193,7 +193,8 @@ def create_app(service) -> FastAPI:
 
     @app.get("/v1/schedules")
     def schedules() -> dict[str, Any]:
-        return {"schedules": service.scheduler.schedules()}
+        firing = service.schedules_enabled and service.scheduler.firing  # replicas: only the lease holder
+        return {"schedules": service.scheduler.schedules(), "firing": firing}
 
     def load_trace(trace_id: str, principals: list[str] | None) -> Trace:
         """A trace, shown only to callers who may read every chunk in it (`ragline.access.traces`)."""

@@ -48,7 +48,7 @@ class StoreService:
         self.history = RunHistory(rag.path, url=shared_state_url(rag.config))
         self.runner = SourceRunner(rag, self.history, optimize=False)  # marks a killed owner's runs interrupted
         self.scheduler = Scheduler(self.runner, rag.config.sources, self.history, lease=scheduler_lease(rag.config))
-        self._schedules = schedules
+        self.schedules_enabled = schedules
         self._idle_seconds = idle_seconds
         self._last_activity = time.monotonic()
         self._stopping = threading.Event()
@@ -59,7 +59,7 @@ class StoreService:
     def start(self) -> None:
         self._optimizer.start()
         self._warm_up.start()
-        if self._schedules:
+        if self.schedules_enabled:
             self.scheduler.start()
 
     def _load_models(self) -> None:

@@ -226,6 +226,7 @@ def test_one_replica_fires_the_schedules_and_another_takes_over(state_url, tmp_p
 
     beat(a, b, ticks=6)
     assert len(runs_a.started) == 6 and runs_b.started == []  # each tick fired once, by the lease holder
+    assert a.firing and not b.firing  # what GET /v1/schedules says as "firing"
     a.stop()  # a clean stop lets go of the lease: b fires from the next tick on
     beat(b, ticks=3)
     assert len(runs_a.started) == 6 and len(runs_b.started) == 3
