@@ -319,7 +319,7 @@ class Rag:
         return answer_key(
             self.config, question=valid_unicode(question), pipeline=pipeline.to_dict(),
             prompt_version=self.synthesis_prompt.version, model_identity=self.components.model_identity(),
-            partition=viewer.partition, generation=self.ledger.generation(),
+            partition=viewer.partition, store=self.components.store_identity, generation=self.components.generation(),
         )  # fmt: skip
 
     def _remembered(self, key: str, trace: str) -> Answer | None:

@@ -35,6 +35,7 @@ _CLOSERS: dict[str, Callable[[Any], None]] = {
     "llm": lambda stack: stack.close(),
     "ingestor": lambda ingestor: ingestor.cache.close(),
     "ledger": lambda ledger: ledger.close(),
+    "shared_generation": lambda generation: generation and generation.close(),
     "store": lambda store: store.close(),
     "embedder": lambda embedder: embedder.close(),
     "tracing": lambda tracing: tracing.shutdown(),
@@ -77,7 +78,39 @@ class Components:
     def ledger(self):
         from ragline.ingest.ledger import Ledger
 
-        return self._part("ledger", lambda: Ledger(self.path / LEDGER_FILE))
+        def build():
+            shared = self.shared_generation
+            return Ledger(self.path / LEDGER_FILE, on_change=shared.bump if shared else None)
+
+        return self._part("ledger", build)
+
+    @property
+    def store_identity(self) -> str:
+        """Which index this is, for keys shared beyond this directory (the answer cache in
+        Redis): the server and collection, or the embedded store's resolved directory."""
+        store = self.config.store
+        return f"{store.url}/{store.collection}" if store.kind == "server" else str(self.path.resolve())
+
+    @property
+    def shared_generation(self):
+        """With `[shared_state]`: the store's generation every replica bumps (None without)."""
+
+        def build():
+            from ragline.state.url import shared_state_url
+
+            url = shared_state_url(self.config)
+            if url is None:
+                return None
+            from ragline.state.generations import SharedGeneration
+
+            return SharedGeneration(url, self.store_identity)
+
+        return self._part("shared_generation", build)
+
+    def generation(self) -> str:
+        """What the answer cache keys on: this ledger's generation, and every replica's."""
+        shared = self.shared_generation
+        return f"{self.ledger.generation()}" + (f".{shared.value()}" if shared else "")
 
     @property
     def ingestor(self):

@@ -43,6 +43,14 @@ def postgres_url(tmp_path_factory):
         yield url
 
 
+@pytest.fixture(scope="module")
+def redis_url():
+    from redis_server import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def embedder():
     from ragline.retrieval.embeddings import Embedder

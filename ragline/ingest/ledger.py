@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -91,8 +91,11 @@ class SourceSummary(BaseModel):
 
 
 class Ledger:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, on_change: Callable[[], None] | None = None):
+        """`on_change`: called inside each transaction that bumps the generation (replicas
+        bump the shared one with it; if it fails, the commit does not happen)."""
         self.path = path
+        self._on_change = on_change
         self._db, self._lock = connect(
             path, SCHEMA, pragmas=("PRAGMA synchronous=FULL",),  # a commit survives power loss, not just kill -9
             remedy="Restore it from a backup, or move it away and run `ragline ingest`: the ledger is rebuilt "
@@ -191,6 +194,8 @@ class Ledger:
     def _bump(self) -> None:
         """Inside a write transaction: what queries can find is about to differ."""
         self._db.execute("INSERT INTO generation VALUES (0, 1) ON CONFLICT(id) DO UPDATE SET value = value + 1")
+        if self._on_change is not None:
+            self._on_change()
 
     @serialised
     def generation(self) -> int:

@@ -8,8 +8,10 @@ of them and keeps whole `Answer`s, keyed by everything that decides one:
 - the retrieval, embedding, query, prompt and model settings, and the model stack's identity;
 - the synthesis prompt's version (an edited template is another key);
 - the caller's partition (the hash of its effective principals: a hard key component);
-- the store generation, which every ledger commit, readers change and deletion bumps, so a
-  changed index never serves a stale answer.
+- the store (its server and collection, or its directory: stores sharing one Redis never
+  share answers) and its generation, which every ledger commit, readers change and deletion
+  bumps (with `[shared_state]`, every replica's too), so a changed index never serves a
+  stale answer.
 
 Only complete answers are stored; a hit is marked `cached=True`, costs nothing, and carries
 the trace id of the request that found it.
@@ -63,7 +65,7 @@ class AnswerCache:
 
 def answer_key(
     config, *, question: str, pipeline: dict[str, Any], prompt_version: str, model_identity: str,
-    partition: str | None, generation: int,
+    partition: str | None, store: str, generation: str,
 ) -> str:  # fmt: skip
     """sha256 over everything that decides an answer (see the module docstring)."""
     body = {
@@ -73,6 +75,7 @@ def answer_key(
         "prompt_version": prompt_version,
         "model": model_identity,
         "partition": partition,
+        "store": store,
         "generation": generation,
     }
     encoded = json.dumps(body, sort_keys=True, ensure_ascii=False, default=_plain)

@@ -256,3 +256,50 @@ def test_replicas_share_one_run_history_and_close_only_their_own_stale_runs(stat
     assert a.last("docs").status == "succeeded" and a.counts_by_status() == {"running": 1, "succeeded": 1}
     a.close()
     b.close()
+
+
+# --- answers cached in Redis, shared by replicas ----------------------------------------------
+
+
+def test_an_ingest_on_one_replica_invalidates_the_answers_another_cached(tmp_path, redis_url, embedder) -> None:
+    """Two replicas in one process over the same server store (each `:memory:` stands in for
+    the one Qdrant server) with one Redis answer cache and one shared-state database. The
+    answers in Redis tell an answer-cache hit (no new key) from a miss (a new key)."""
+    import redis
+
+    import ragline
+    from ragline.llm.fake import FakeProvider
+    from ragline.pipelines.answer_cache import REDIS_ANSWER_PREFIX
+
+    documents = tmp_path / "handbook"
+    documents.mkdir()
+    leave = documents / "leave.md"
+    leave.write_text("# Paid leave\n\nNew employees get 25 days of paid leave per year.\n")
+    question = "How many days of paid leave do new employees get?"
+    answers = redis.Redis.from_url(redis_url)
+
+    def stored() -> int:
+        return len(answers.keys(f"{REDIS_ANSWER_PREFIX}*"))
+
+    def replica(name: str):
+        return ragline.open(
+            tmp_path / name, embedder=embedder, provider=FakeProvider(lambda request: "Twenty-five [1].", model="m"),
+            store={"kind": "server", "url": ":memory:", "collection": "handbook"}, retrieval={"rerank": "none"},
+            ingest={"parse_workers": 0}, cache={"backend": "redis", "redis_url": redis_url},
+            shared_state={"url": f"sqlite:///{tmp_path / 'state.sqlite'}"},
+        )  # fmt: skip
+
+    with replica("a") as a, replica("b") as b:
+        for rag in (a, b):
+            assert rag.ingest(documents).failed == 0
+        b.query(question)
+        assert stored() == 1
+        assert b.query(question).cached and stored() == 1  # a hit
+
+        leave.write_text("# Paid leave\n\nNew employees get 30 days of paid leave per year.\n")
+        assert a.ingest(documents).updated == 1  # b's own ledger never saw this ingest
+        b.query(question)
+        assert stored() == 2  # not the answer cached before the change: answered anew, stored anew
+        b.query(question)
+        assert stored() == 2
+    answers.close()
