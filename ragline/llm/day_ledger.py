@@ -4,8 +4,9 @@ every replica of a deployment).
 
 A hold is a lease: it carries the process space it was taken in (host, boot, pid namespace),
 the pid, and when it expires. A hold whose process is visibly gone (same process space, pid
-not running) is dropped at once; one from another machine is dropped when its lease runs
-out, so a replica that vanished mid-call blocks its amount for at most `lease_s`.
+not running) is dropped at once, and one of a live process here never; one from another
+machine is dropped when its lease runs out, so a replica that vanished mid-call blocks its
+amount for at most `lease_s`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class DayLedger:
         return db.scalar(select(day_spend.c.spent).where(day_spend.c.day == day)) or 0.0
 
     def _drop_stale(self, db: Connection) -> None:
-        db.execute(delete(day_holds).where(day_holds.c.expires_at < self._clock()))
+        elsewhere = day_holds.c.space != process_space()  # here a live pid holds on, however long its call
+        db.execute(delete(day_holds).where(elsewhere, day_holds.c.expires_at < self._clock()))
         here = select(day_holds.c.pid).where(day_holds.c.space == process_space(), day_holds.c.pid != os.getpid())
         gone = [pid for pid in db.scalars(here.distinct()) if not process_alive(pid)]
         if gone:

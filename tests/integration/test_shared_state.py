@@ -92,7 +92,11 @@ def test_a_hold_from_another_machine_counts_until_its_lease_runs_out(state_url) 
     with pytest.raises(BudgetExceeded):
         ledger.reserve(0.5, admit)
     now[0] += 61
-    ledger.settle(ledger.reserve(0.5, admit), 0.5)
+    mine = ledger.reserve(0.5, admit)  # the other machine's lease ran out
+    now[0] += 3_600  # a call of this live process outlasting its lease still counts
+    with pytest.raises(BudgetExceeded):
+        ledger.reserve(0.6, lambda spent, reserved: Tally(spent, reserved).check("day", 1.0, 0.6))
+    ledger.settle(mine, 0.5)
     assert ledger.spent() == pytest.approx(0.5)
     ledger.close()
 
