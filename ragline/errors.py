@@ -46,4 +46,9 @@ class RemoteError(RuntimeError):
 
 
 class SharedStateError(RuntimeError):
-    """The shared-state database could not be reached or used; nothing was decided on it."""
+    """The shared-state database could not be reached or used; nothing was decided on it.
+    `detail`: the driver's error, without the database's address."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail

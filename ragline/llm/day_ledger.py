@@ -15,10 +15,10 @@ import os
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, delete, func, insert, select, update
+from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, delete, func, insert, select
 
 from ragline.processes import process_alive, process_space
-from ragline.state.database import exclusive, open_engine
+from ragline.state.database import exclusive, increment, open_engine, reading
 
 _LOCK = "ragline day budget"
 _metadata = MetaData()
@@ -59,12 +59,10 @@ class DayLedger:
         with exclusive(self._engine, _LOCK) as db:
             day = db.scalar(select(day_holds.c.day).where(day_holds.c.id == hold)) or self._today()
             db.execute(delete(day_holds).where(day_holds.c.id == hold))
-            added = db.execute(update(day_spend).where(day_spend.c.day == day).values(spent=day_spend.c.spent + charged))
-            if added.rowcount == 0:  # the lock makes check-then-insert safe
-                db.execute(insert(day_spend).values(day=day, spent=charged))
+            increment(db, day_spend.c.spent, charged, day=day)
 
     def spent(self) -> float:
-        with exclusive(self._engine, _LOCK) as db:
+        with reading(self._engine) as db:
             return self._spent(db, self._today())
 
     @staticmethod

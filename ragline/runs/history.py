@@ -27,7 +27,7 @@ from sqlalchemy import Column, Connection, Float, Index, Integer, MetaData, Stri
 from ragline.errors import SharedStateError, StoreError
 from ragline.models import IngestReport
 from ragline.processes import process_alive, process_space
-from ragline.state.database import exclusive, open_engine
+from ragline.state.database import exclusive, open_engine, reading
 
 RUNS_FILE = "runs.sqlite"
 MAX_ERRORS = 20  # per run; the ledger's last report keeps every error of the source's last run
@@ -125,17 +125,18 @@ class RunHistory:
                 db.exec_driver_sql("ALTER TABLE runs ADD COLUMN space TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
-    def _db(self) -> Iterator[Connection]:
+    def _db(self, *, write: bool = True) -> Iterator[Connection]:
+        """A write transaction (one writer at a time), or a read that takes no lock. In the
+        store's own file a failure is a StoreError naming the file and what to do."""
         try:
-            with exclusive(self._engine, "ragline runs") as db:
+            with exclusive(self._engine, "ragline runs") if write else reading(self._engine) as db:
                 yield db
         except SharedStateError as exc:
             if not self._local:
                 raise
-            detail = str(exc).partition(" failed: ")[2]
-            if "readonly" in detail or "unable to open" in detail:
-                raise StoreError(self.path, f"cannot be written ({detail})", _WRITABLE) from None
-            raise StoreError(self.path, f"is not a usable SQLite database ({detail})", _REMEDY) from None
+            if "readonly" in exc.detail or "unable to open" in exc.detail:
+                raise StoreError(self.path, f"cannot be written ({exc.detail})", _WRITABLE) from None
+            raise StoreError(self.path, f"is not a usable SQLite database ({exc.detail})", _REMEDY) from None
 
     @staticmethod
     def _run(row) -> SourceRun:
@@ -199,22 +200,22 @@ class RunHistory:
 
     def runs(self, source: str | None = None, limit: int = 100) -> list[SourceRun]:
         """Newest first."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             return self._select(db, *([runs_table.c.source == source] if source is not None else []), limit=limit)
 
     def get(self, run_id: str) -> SourceRun | None:
-        with self._db() as db:
+        with self._db(write=False) as db:
             found = self._select(db, runs_table.c.id == run_id)
         return found[0] if found else None
 
     def counts_by_status(self) -> dict[str, int]:
         """How many runs ended (or are) in each status: one aggregate query, for metrics."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             return dict(db.execute(select(runs_table.c.status, func.count()).group_by(runs_table.c.status)).all())
 
     def last(self, source: str) -> SourceRun | None:
         """The source's newest run that did run (skipped ticks left out)."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             found = self._select(db, runs_table.c.source == source, runs_table.c.status != "skipped", limit=1)
         return found[0] if found else None
 

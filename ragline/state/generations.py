@@ -4,9 +4,9 @@ never served by another after the index they share changed."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
 
-from ragline.state.database import exclusive, open_engine
+from ragline.state.database import exclusive, increment, open_engine, reading
 
 _LOCK = "ragline store generations"
 _metadata = MetaData()
@@ -23,12 +23,11 @@ class SharedGeneration:
 
     def bump(self) -> None:
         with exclusive(self._engine, _LOCK) as db:
-            row = store_generations.c
-            if db.execute(update(store_generations).where(row.store == self.store).values(value=row.value + 1)).rowcount == 0:
-                db.execute(insert(store_generations).values(store=self.store, value=1))
+            increment(db, store_generations.c.value, 1, store=self.store)
 
     def value(self) -> int:
-        with exclusive(self._engine, _LOCK) as db:
+        """Read on every cached-answer lookup: takes no lock."""
+        with reading(self._engine) as db:
             return db.scalar(select(store_generations.c.value).where(store_generations.c.store == self.store)) or 0
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 from protocol_servers import API_KEY, OpenAIHandler, ProtocolServer
-from ragline_server import Served, served, start
+from ragline_server import Served, api, finished_run, run_of, served, start, wait_for
 from slow_site import SlowSite
 
 import ragline
@@ -81,30 +81,6 @@ def cli(*args: str, cwd: Path) -> dict:
                           check=False, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", **ENV})  # fmt: skip
     assert done.returncode == 0, f"ragline {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
     return json.loads(done.stdout)
-
-
-def wait_for(condition, timeout: float, what: str, poll: float = 0.1):
-    """`condition()`'s first truthy value; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(poll)
-    return value
-
-
-def api(server: Served, method: str, path: str, **kwargs) -> dict:
-    response = httpx.request(method, f"{server.url}{path}", timeout=120, **kwargs)
-    assert response.status_code in (200, 202), f"{method} {path}: {response.status_code} {response.text[:500]}"
-    return response.json()
-
-
-def run_of(server: Served, run_id: str) -> dict:
-    return api(server, "GET", f"/v1/runs/{run_id}")
-
-
-def finished_run(server: Served, run_id: str, timeout: float = 120) -> dict:
-    return wait_for(lambda: (run := run_of(server, run_id))["status"] != "running" and run, timeout, f"run {run_id}")
 
 
 def _at(moment: str | None) -> float:

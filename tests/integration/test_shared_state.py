@@ -154,8 +154,7 @@ def test_shared_state_settings_keep_the_password_out_of_config_files(tmp_path, m
 
 def test_a_day_budget_set_once_holds_across_two_replicas(tmp_path, postgres_url, embedder) -> None:
     from protocol_servers import API_KEY, EmbeddingsHandler, OpenAIHandler, ProtocolServer
-    from ragline_server import served
-    from test_serve_runs import api, finished_run
+    from ragline_server import api, finished_run, served
 
     from ragline.llm.fake import FakeProvider
 

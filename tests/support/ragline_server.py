@@ -1,7 +1,8 @@
 """Run a real `ragline serve` subprocess on 127.0.0.1 (any free port) for tests.
 
 `served(...)` yields a `Served` with the URL the server printed and the process; on exit it
-sends SIGTERM (unless the test already stopped it) and checks the exit status.
+sends SIGTERM (unless the test already stopped it) and checks the exit status. `api`,
+`finished_run` and `wait_for` talk to a running server.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"ragline serve: .* at (http://127\.0\.0\.1:\d+)")
@@ -79,3 +82,30 @@ def served(store: Path, *args: str, env: dict[str, str] | None = None, expect_ex
         code = server.stop()
         if expect_exit is not None:
             assert code == expect_exit, f"ragline serve exited {code}:\n{server.log()}"
+
+
+# --- talking to a running server ---
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.1):
+    """`condition()`'s first truthy value; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(poll)
+    return value
+
+
+def api(server: Served, method: str, path: str, **kwargs) -> dict:
+    response = httpx.request(method, f"{server.url}{path}", timeout=120, **kwargs)
+    assert response.status_code in (200, 202), f"{method} {path}: {response.status_code} {response.text[:500]}"
+    return response.json()
+
+
+def run_of(server: Served, run_id: str) -> dict:
+    return api(server, "GET", f"/v1/runs/{run_id}")
+
+
+def finished_run(server: Served, run_id: str, timeout: float = 120) -> dict:
+    return wait_for(lambda: (run := run_of(server, run_id))["status"] != "running" and run, timeout, f"run {run_id}")

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from ragline.errors import StoreError
 from ragline.models import IngestError, IngestReport
 from ragline.processes import process_alive
 from ragline.runs.history import MAX_ERRORS, RUNS_FILE, RunHistory
@@ -95,3 +96,10 @@ def _finished_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+def test_a_damaged_history_file_is_a_store_error_naming_it(tmp_path):
+    (tmp_path / RUNS_FILE).write_bytes(b"not a database, " * 64)
+    with pytest.raises(StoreError, match=r"runs\.sqlite: is not a usable SQLite database.*Move it away") as error:
+        RunHistory(tmp_path)
+    assert "DatabaseError" in str(error.value)
