@@ -43,6 +43,7 @@ from ragline.cli_pipelines import pipeline_app
 from ragline.cli_prompts import prompts_app
 from ragline.cli_runs import ingest_recorded, runs, schedule_app
 from ragline.cli_serve import serve
+from ragline.cli_temporal import temporal_app
 from ragline.cli_traces import traces_app
 from ragline.models import Answer
 
@@ -293,6 +294,7 @@ app.add_typer(prompts_app, name="prompts")
 app.add_typer(traces_app, name="traces")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(temporal_app, name="temporal")
 app.command("runs")(runs)
 app.command("serve")(serve)
 

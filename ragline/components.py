@@ -86,10 +86,8 @@ class Components:
 
     @property
     def store_identity(self) -> str:
-        """Which index this is, for keys shared beyond this directory (the answer cache in
-        Redis): the server and collection, or the embedded store's resolved directory."""
-        store = self.config.store
-        return f"{store.url}/{store.collection}" if store.kind == "server" else str(self.path.resolve())
+        """Which index this is (`StoreConfig.identity`)."""
+        return self.config.store.identity()
 
     @property
     def shared_generation(self):

@@ -34,6 +34,7 @@ from ragline.pipelines.config import PipelinesConfig, PromptsConfig, QueryConfig
 from ragline.retrieval.config import EmbeddingConfig, RetrievalConfig, StoreConfig
 from ragline.settings import unknown_key, valid_keys
 from ragline.state.config import SharedStateConfig
+from ragline.temporal.config import TemporalConfig
 from ragline.tracing.config import TracingConfig
 
 DEFAULT_CONFIG_FILE = "ragline.toml"
@@ -77,6 +78,7 @@ class RaglineConfig(BaseSettings):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     budget: BudgetLimits = Field(default_factory=BudgetLimits)
     shared_state: SharedStateConfig = Field(default_factory=SharedStateConfig)
+    temporal: TemporalConfig = Field(default_factory=TemporalConfig)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     pipelines: PipelinesConfig = Field(default_factory=PipelinesConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)

@@ -33,6 +33,11 @@ class StoreConfig(Section):
         "(0: fail at once, naming the owner)."
     )
 
+    def identity(self) -> str:
+        """Which index this is, for names shared beyond this directory (the answer cache in
+        Redis, a Temporal task queue): the server and collection, or the resolved directory."""
+        return f"{self.url}/{self.collection}" if self.kind == "server" else str(Path(self.path).resolve())
+
 
 class EmbeddingConfig(Section):
     provider: Literal["local", "openai"] = Field(

@@ -45,8 +45,15 @@ def serve_command(store: Path, *args: str) -> list[str]:
 
 
 def start(store: Path, *args: str, env: dict[str, str] | None = None, startup_timeout: float = 180.0) -> Served:
+    return start_process(serve_command(store, *args), READY, env=env, startup_timeout=startup_timeout)
+
+
+def start_process(command: list[str], ready_line: re.Pattern, *, env: dict[str, str] | None = None,
+                  startup_timeout: float = 180.0) -> Served:  # fmt: skip
+    """Start a long-running ragline command; returns once its stderr shows `ready_line`
+    (whose first group becomes `Served.url`)."""
     process = subprocess.Popen(
-        serve_command(store, *args), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )  # fmt: skip
     lines: list[str] = []
@@ -56,7 +63,7 @@ def start(store: Path, *args: str, env: dict[str, str] | None = None, startup_ti
     def drain() -> None:  # nobody else reads the pipe: keep it from filling
         for line in process.stderr:
             lines.append(line)
-            if not found and (match := READY.search(line)):
+            if not found and (match := ready_line.search(line)):
                 found.append(match.group(1))
                 ready.set()
         ready.set()
@@ -66,10 +73,10 @@ def start(store: Path, *args: str, env: dict[str, str] | None = None, startup_ti
     while not ready.wait(0.2):
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"ragline serve did not start within {startup_timeout:.0f}s:\n{''.join(lines)[-4000:]}")
+            raise RuntimeError(f"{' '.join(command[2:4])} did not start within {startup_timeout:.0f}s:\n{''.join(lines)[-4000:]}")
     if not found:
         process.wait(timeout=30)
-        raise RuntimeError(f"ragline serve exited with {process.returncode}:\n{''.join(lines)[-4000:]}")
+        raise RuntimeError(f"{' '.join(command[2:4])} exited with {process.returncode}:\n{''.join(lines)[-4000:]}")
     return Served(found[0], process, lines)
 
 

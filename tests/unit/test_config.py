@@ -219,3 +219,17 @@ def test_a_malformed_reader_in_the_config_names_the_entry(tmp_path):
     config.write_text('[[sources]]\nkind = "filesystem"\nroot = "."\nreaders = ["hr"]\n')
     with pytest.raises(ConfigError, match="'hr' is malformed"):
         load_config(config)
+
+
+def test_each_store_gets_its_own_temporal_task_queue_unless_one_is_named(tmp_path):
+    from ragline.temporal.config import task_queue
+
+    first = load_config(store={"path": str(tmp_path / "a")})
+    second = load_config(store={"path": str(tmp_path / "b")})
+    assert task_queue(first) != task_queue(second)  # two stores never take each other's runs
+    assert task_queue(first) == task_queue(load_config(store={"path": str(tmp_path / "a" / ".." / "a")}))
+    server = {"kind": "server", "url": "http://127.0.0.1:6333", "collection": "docs"}
+    assert task_queue(load_config(store={**server, "path": str(tmp_path / "a")})) == task_queue(
+        load_config(store={**server, "path": str(tmp_path / "b")})
+    )  # a server store is the same index from any directory or machine
+    assert task_queue(load_config(temporal={"task_queue": "ingest-hr"})) == "ingest-hr"
