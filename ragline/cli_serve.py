@@ -25,6 +25,8 @@ def serve(
     SIGTERM finishes the current batch of a running ingest, marks the run interrupted, exits 0.
     """
     from ragline.access.principals import AccessError
+    from ragline.config import ConfigError
+    from ragline.errors import TemporalUnreachable
     from ragline.server.client import RemoteRag
     from ragline.server.serve import serve as run_server
 
@@ -37,6 +39,10 @@ def serve(
             run_server(rag, host=host, port=port, token=token, schedules=schedules,
                        on_ready=lambda url: err.print(f"ragline serve: {rag.path} at {url}", soft_wrap=True))  # fmt: skip
         except AccessError as exc:  # the access self-test: before OSError, which it is a kind of
+            fail(exc)
+        except TemporalUnreachable as exc:  # [temporal] enabled
+            fail(exc, kind="temporal_unreachable")
+        except ConfigError as exc:  # [temporal] enabled without the extra
             fail(exc)
         except OSError as exc:
             fail(f"cannot listen on {host}:{port} ({exc.strerror or exc})", kind="bind")

@@ -33,8 +33,8 @@ def worker(address: AddressOption = None, namespace: NamespaceOption = None, sto
     SIGTERM stops running ingests after their current batch; Temporal resumes them on the next worker.
     """
     _need_extra()
+    from ragline.errors import TemporalUnreachable
     from ragline.server.client import RemoteRag
-    from ragline.temporal.client import TemporalUnreachable
     from ragline.temporal.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -73,7 +73,8 @@ def run(
     _need_extra()
     from temporalio.client import WorkflowFailureError
 
-    from ragline.temporal.client import TemporalUnreachable, connect, run_now
+    from ragline.errors import TemporalUnreachable
+    from ragline.temporal.client import connect, run_now
 
     resolved = settings(store, config)
 

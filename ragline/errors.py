@@ -52,3 +52,8 @@ class SharedStateError(RuntimeError):
     def __init__(self, message: str, detail: str = ""):
         super().__init__(message)
         self.detail = detail
+
+
+class TemporalUnreachable(RuntimeError):
+    """Temporal's frontend did not answer (`ragline temporal`, `[temporal] enabled`): the
+    message names the address and what to do."""

@@ -68,8 +68,8 @@ def serve(rag, *, host: str = "127.0.0.1", port: int = 8765, token: str | None =
     server = _OwnerServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=DRAIN_SECONDS,
                                          access_log=False, lifespan="off"), on_exit=service.stop_firing)  # fmt: skip
     previous = _ask_to_exit_on_signals(server)
-    service.start()
     try:
+        service.start()
         if on_ready is not None:
             on_ready(address)
         server.run(sockets=[sock])

@@ -20,6 +20,8 @@ import time
 from importlib.metadata import version as package_version
 from pathlib import Path
 
+from ragline.config import ConfigError
+from ragline.ingest.config import SourceConfig
 from ragline.runs.history import RunHistory, SourceRun
 from ragline.runs.runner import SourceRunner
 from ragline.schedule.scheduler import Scheduler
@@ -40,6 +42,19 @@ def scheduler_lease(config):
     return Lease(url, "scheduler")
 
 
+def _hosted_temporal_worker(rag, runner):
+    try:
+        from ragline.temporal.hosted import HostedWorker
+    except ImportError:
+        raise ConfigError("[temporal] enabled needs the temporal extra: pip install 'ragline[temporal]'") from None
+    return HostedWorker(rag, runner)
+
+
+def _unscheduled(sources: list[SourceConfig]) -> list[SourceConfig]:
+    """The entries without their schedules (positions kept: unnamed entries keep their names)."""
+    return [entry.model_copy(update={"schedule": None, "interval_seconds": None}) for entry in sources]
+
+
 class StoreService:
     def __init__(self, rag, *, token: str | None = None, idle_seconds: float = IDLE_SECONDS, schedules: bool = True):
         self.rag = rag
@@ -47,7 +62,10 @@ class StoreService:
         self.version = package_version("ragline")
         self.history = RunHistory(rag.path, url=shared_state_url(rag.config))
         self.runner = SourceRunner(rag, self.history, optimize=False)  # marks a killed owner's runs interrupted
-        self.scheduler = Scheduler(self.runner, rag.config.sources, self.history, lease=scheduler_lease(rag.config))
+        self.temporal = _hosted_temporal_worker(rag, self.runner) if schedules and rag.config.temporal.enabled else None
+        # Under Temporal its schedules fire the runs; the server's own scheduler only watches folders.
+        sources = _unscheduled(rag.config.sources) if self.temporal is not None else rag.config.sources
+        self.scheduler = Scheduler(self.runner, sources, self.history, lease=scheduler_lease(rag.config))
         self.schedules_enabled = schedules
         self._idle_seconds = idle_seconds
         self._last_activity = time.monotonic()
@@ -57,6 +75,9 @@ class StoreService:
         self._warm_up = threading.Thread(target=self._load_models, name="ragline-warm-up", daemon=True)
 
     def start(self) -> None:
+        """Raises what keeps the Temporal worker from starting (`[temporal] enabled`)."""
+        if self.temporal is not None:
+            self.temporal.start()
         self._optimizer.start()
         self._warm_up.start()
         if self.schedules_enabled:
@@ -109,6 +130,8 @@ class StoreService:
         self._stopping.set()
         if self._warm_up.is_alive():  # a model half-loaded in native code must not meet interpreter exit
             self._warm_up.join()
+        if self.temporal is not None:  # no new run from Temporal; running ones stop after their batch
+            self.temporal.stop()
         self.scheduler.stop()
         self.runner.stop_all(timeout=STOP_TIMEOUT)
         if self._optimizer.is_alive():  # an optimize in progress finishes before the store closes

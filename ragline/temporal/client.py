@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from temporalio.client import Client
 
+from ragline.errors import TemporalUnreachable
 from ragline.temporal.config import task_queue
 from ragline.temporal.schedules import ingest_request, workflow_id
 from ragline.temporal.workflows import IngestWorkflow
@@ -16,10 +17,6 @@ if TYPE_CHECKING:
     from ragline.config import RaglineConfig
 
 CONNECT_TIMEOUT = 10.0
-
-
-class TemporalUnreachable(RuntimeError):
-    """Temporal's frontend did not answer: the message names the address and what to do."""
 
 
 async def connect(address: str, namespace: str) -> Client:

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 
 class TemporalConfig(Section):
+    enabled: bool = Field(
+        False, description="`ragline serve` hosts the store's Temporal worker: Temporal's schedules run the sources "
+        "instead of the server's own scheduler (watched folders still run on change).",
+    )
     address: str = Field("127.0.0.1:7233", description="Temporal frontend, HOST:PORT.")
     namespace: str = "default"
     task_queue: str | None = Field(

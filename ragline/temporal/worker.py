@@ -37,10 +37,12 @@ ACTIVITY_THREADS = 4  # runs of different sources queue for the store inside the
 
 
 @contextmanager
-def store_worker(client: Client, rag: Rag, queue: str) -> Iterator[Worker]:
+def store_worker(client: Client, rag: Rag, queue: str, runner: SourceRunner | None = None) -> Iterator[Worker]:
     """A worker for the store's task queue, its activities running in the store's process
-    (run history, source locks and the store queue of `SourceRunner`)."""
-    runner = SourceRunner(rag, RunHistory(rag.path, url=shared_state_url(rag.config)), optimize=False)
+    through its `SourceRunner` (run history, source locks, one ingest at a time); `runner`:
+    the process's own (`ragline serve`), else one is made."""
+    if runner is None:
+        runner = SourceRunner(rag, RunHistory(rag.path, url=shared_state_url(rag.config)), optimize=False)
     activities = StoreActivities(rag, runner)
     # Workflow code is replayed in a sandbox; ragline's modules are deterministic to import, so
     # they are shared with it instead of re-imported for every workflow.
@@ -54,6 +56,7 @@ def store_worker(client: Client, rag: Rag, queue: str) -> Iterator[Worker]:
 
 
 async def run_worker(rag: Rag, stop: asyncio.Event, *, address: str | None = None, namespace: str | None = None,
+                     runner: SourceRunner | None = None,
                      on_ready: Callable[[str, list[str]], None] | None = None) -> None:  # fmt: skip
     """Serve the store's task queue until `stop` is set; `on_ready` gets the queue and the
     registered schedule ids once the worker polls."""
@@ -62,7 +65,7 @@ async def run_worker(rag: Rag, stop: asyncio.Event, *, address: str | None = Non
     queue = task_queue(rag.config)
     rag.store  # noqa: B018 - takes the store's ownership lock before anything runs
     scheduled = await sync_schedules(client, rag.config.sources, settings, queue)
-    with store_worker(client, rag, queue) as worker:
+    with store_worker(client, rag, queue, runner) as worker:
         async with worker:
             log.info("temporal worker on task queue %s, %d schedules", queue, len(scheduled))
             if on_ready is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from llm_server import free_port
-from ragline_server import ROOT, start_process, wait_for
+from ragline_server import ROOT, api, served, start_process, wait_for
 from temporal_server import dev_server, need_temporalio, time_skipping_path
 
 import ragline
@@ -174,6 +174,37 @@ def test_a_worker_killed_mid_run_is_resumed_by_the_next_from_its_last_committed_
         [result] = rag.check()
         assert result.consistent and result.found_points == DOCUMENTS  # every point owned, none twice
         assert [(s.documents, s.chunks) for s in rag.sources()] == [(DOCUMENTS, DOCUMENTS)]
+
+
+def test_serve_hosts_the_worker_and_answers_queries_on_what_temporal_runs_ingested(tmp_path, temporal_address):
+    docs = _policies(tmp_path)
+    config = _write_config(tmp_path, temporal_address, f'[[sources]]\nkind = "filesystem"\nroot = "{docs}"\n'
+                           'name = "policies"\nschedule = "0 3 * * *"\n', enabled=True)  # fmt: skip
+    store = Path(load_config(config).store.path)
+    command = [sys.executable, "-m", "ragline", "temporal"]
+    with served(store, "--config", str(config)) as server:
+        busy = subprocess.run([*command, "worker", "--config", str(config)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert busy.returncode == 1 and "must own it" in busy.stderr  # one writer: the server's hosted worker
+
+        result = subprocess.run([*command, "run", "policies", "--json", "--config", str(config)], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        run = json.loads(result.stdout)["run"]
+        assert run["status"] == "succeeded" and run["added"] == DOCUMENTS
+        listed = api(server, "GET", "/v1/runs")["runs"]
+        assert [(r["id"], r["pid"]) for r in listed] == [(run["id"], server.process.pid)]  # run in the server
+        hits = api(server, "POST", "/v1/retrieve", json={"question": "How many approvals do requests of kind 7 need?",
+                                                        "top_k": 3})["hits"]  # fmt: skip
+        assert hits and all(hit["document_id"].startswith("policy-") for hit in hits)
+
+    async def registered_schedule():
+        client = await Client.connect(temporal_address)
+        queue = task_queue(load_config(config))
+        return (await client.get_schedule_handle(f"ragline:{queue}:policies").describe()).schedule
+
+    schedule = asyncio.run(registered_schedule())  # the server registered it, and runs it instead of its own scheduler
+    assert [(c.hour[0].start, c.minute[0].start) for c in schedule.spec.calendars] == [(3, 0)]
 
 
 def test_a_source_that_keeps_failing_pauses_its_schedule(tmp_path, temporal_address):
