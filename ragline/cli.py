@@ -11,6 +11,7 @@ import re
 import sys
 import traceback
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,6 +118,11 @@ def parse_filters(specs: list[str] | None) -> dict[str, Any] | None:
     return filters or None
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def ingest(
     paths: Annotated[
@@ -129,6 +135,14 @@ def ingest(
         list[str] | None, typer.Option("--readers", help="Who may read the given paths' documents (repeatable), "
                                        "e.g. group:hr or public; default: their source's owners only.")
     ] = None,
+    engine: Annotated[
+        Engine | None, typer.Option("--engine", help="Where parsing and embedding run (default: ingest.engine): here, "
+                                    "or on a Ray cluster (the ray extra).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option("--address", help="With --engine ray: the cluster's head HOST:PORT (default: "
+                                 "ray.address; unset: a local cluster for this run).")
+    ] = None,
     store: StoreOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -137,7 +151,12 @@ def ingest(
     if readers and not paths:
         raise typer.BadParameter("--readers is for PATHS; configured [[sources]] set `readers` in ragline.toml",
                                  param_hint="--readers")  # fmt: skip
-    with _opened(store, config) as rag:
+    if address and engine is not Engine.ray:
+        raise typer.BadParameter("--address is the Ray cluster's: use it with --engine ray", param_hint="--address")
+    overrides: dict = {"ingest": {"engine": engine.value}} if engine else {}
+    if address:
+        overrides["ray"] = {"address": address}
+    with _opened(store, config, **overrides) as rag:
         progress, allow = not as_json and err.is_terminal, allow_mass_delete or None
         report = ingest_recorded(rag, paths or None, show_progress=progress, allow_mass_delete=allow, readers=readers)
     if as_json:

@@ -34,6 +34,7 @@ _CLOSERS: dict[str, Callable[[Any], None]] = {
     "answers": lambda cache: cache and cache.close(),
     "llm": lambda stack: stack.close(),
     "ingestor": lambda ingestor: ingestor.cache.close(),
+    "ray": lambda engine: engine.close(),
     "ledger": lambda ledger: ledger.close(),
     "shared_generation": lambda generation: generation and generation.close(),
     "store": lambda store: store.close(),
@@ -303,14 +304,26 @@ class Components:
             return SentenceTransformersCrossEncoder(settings.rerank_model, batch_size=settings.rerank_batch_size)
         return None
 
+    @property
+    def ray(self):
+        """With `ingest.engine = "ray"`: the cluster and its parse and embedding workers."""
+        from ragline.ray.engine import RayEngine
+
+        return self._part("ray", lambda: RayEngine(self.config.ray, self.config.ingest))
+
     def _build_ingestor(self):
         from ragline.ingest.chunking import Chunker
         from ragline.ingest.embedding_cache import EmbeddingCache
         from ragline.ingest.pipeline import Ingestor
 
+        embedder, second_stage, parsers = self.embedder, self.second_stage, None
+        if self.config.ingest.engine == "ray":
+            engine = self.ray
+            embedder, second_stage, parsers = engine.embedder(embedder), engine.second_stage(second_stage), engine.parsers
         return Ingestor(
-            self.store, self.ledger, self.embedder, Chunker(self.config.chunking),
-            EmbeddingCache(self.path / EMBEDDING_CACHE_FILE), self.config.ingest, second_stage=self.second_stage,
+            self.store, self.ledger, embedder, Chunker(self.config.chunking),
+            EmbeddingCache(self.path / EMBEDDING_CACHE_FILE), self.config.ingest, second_stage=second_stage,
+            parsers=parsers,
         )  # fmt: skip
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from ragline.ingest.config import ChunkingConfig, IngestConfig, SourceConfig
 from ragline.llm.budget import BudgetLimits
 from ragline.llm.config import CacheConfig, LLMConfig, ModelConfig, ReliabilityConfig, ReplayConfig
 from ragline.pipelines.config import PipelinesConfig, PromptsConfig, QueryConfig
+from ragline.ray.config import RayConfig
 from ragline.retrieval.config import EmbeddingConfig, RetrievalConfig, StoreConfig
 from ragline.settings import unknown_key, valid_keys
 from ragline.state.config import SharedStateConfig
@@ -79,6 +80,7 @@ class RaglineConfig(BaseSettings):
     budget: BudgetLimits = Field(default_factory=BudgetLimits)
     shared_state: SharedStateConfig = Field(default_factory=SharedStateConfig)
     temporal: TemporalConfig = Field(default_factory=TemporalConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     pipelines: PipelinesConfig = Field(default_factory=PipelinesConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from ragline.errors import RemoteError, SharedStateError, StoreBusyError, StoreError
+from ragline.errors import ClusterUnreachable, EngineFailed, RemoteError, SharedStateError, StoreBusyError, StoreError
 
 
 def error_json(error: BaseException | str, kind: str | None = None) -> dict[str, Any]:
@@ -38,6 +38,10 @@ def error_json(error: BaseException | str, kind: str | None = None) -> dict[str,
         body["kind"] = kind or "config"
     elif isinstance(error, SharedStateError):
         body["kind"] = kind or "shared_state"
+    elif isinstance(error, ClusterUnreachable):
+        body["kind"] = kind or "cluster_unreachable"
+    elif isinstance(error, EngineFailed):
+        body["kind"] = kind or "engine_failed"
     elif isinstance(error, StoreError):
         body |= {"kind": kind or "store", "path": str(error.path)}
     elif isinstance(error, StoreBusyError):

@@ -57,3 +57,13 @@ class SharedStateError(RuntimeError):
 class TemporalUnreachable(RuntimeError):
     """Temporal's frontend did not answer (`ragline temporal`, `[temporal] enabled`): the
     message names the address and what to do."""
+
+
+class ClusterUnreachable(RuntimeError):
+    """The Ray cluster of `ingest.engine = "ray"` could not be reached or started in time;
+    nothing was read or written. The message names the address and what to do."""
+
+
+class EngineFailed(RuntimeError):
+    """A Ray task or actor of an ingest failed or ran out of time (not a document's fault):
+    the run stops; the batches written before it stay committed."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,6 +29,10 @@ class ChunkingConfig(Section):
 
 
 class IngestConfig(Section):
+    engine: Literal["local", "ray"] = Field(
+        "local", description="Where documents are parsed and embedded: in this process and its parser processes, "
+        "or as tasks and actors on a Ray cluster ([ray], the ray extra). The ledger and the store writes stay here.",
+    )
     max_document_bytes: int = Field(
         50 * 1024 * 1024, ge=1, description="Larger documents are reported as too large, not parsed."
     )

@@ -13,16 +13,15 @@ would re-import the caller's `__main__` in every worker and make each script tha
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future
 from pathlib import Path
 
 from ragline.connectors.base import SourceItem
 from ragline.ingest.loading import ParseOutcome
 from ragline.ingest.parse_worker import PARENT_VARIABLE, READY, read_frame, write_frame
+from ragline.ingest.parser_pool import ParserPool
 
 # A worker imports unstructured, pdfminer and spaCy (about 4 s here) before it is ready.
 START_TIMEOUT_SECONDS = 120.0
@@ -110,51 +109,43 @@ class _Worker:
         self.process.wait()
 
 
-class ParserProcesses:
+class _Slot:
+    """One thread's parser process: None until the first document, and after one died."""
+
+    worker: _Worker | None = None
+
+
+class ParserProcesses(ParserPool):
     """`workers` parser processes, started on first use, sharing one queue of documents."""
 
     def __init__(self, workers: int, *, max_bytes: int, timeout: float):
-        self.workers = workers
-        self.max_bytes = max_bytes
-        self.timeout = timeout
-        self._jobs: queue.Queue[tuple[SourceItem, Future] | None] = queue.Queue()
-        self._threads: list[threading.Thread] = []
+        super().__init__(workers, max_bytes=max_bytes, timeout=timeout)
         self._live: set[_Worker] = set()
         self._lock = threading.Lock()
 
-    def submit(self, item: SourceItem) -> Future[ParseOutcome]:
-        if not self._threads:
-            for n in range(self.workers):
-                thread = threading.Thread(target=self._serve, name=f"ragline-parser-{n}", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-        future: Future[ParseOutcome] = Future()
-        self._jobs.put((item, future))
-        return future
+    def _open_slot(self) -> _Slot:
+        return _Slot()
 
-    def _serve(self) -> None:
-        """One worker's life: documents from the queue until `close`; a fresh process after
-        one died or was killed, so the next document is not blamed for the last."""
-        worker: _Worker | None = None
-        while (job := self._jobs.get()) is not None:
-            item, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                if worker is None or not worker.alive:
-                    self._forget(worker)
-                    worker = self._start()
-                future.set_result(worker.parse(item, self.max_bytes, self.timeout))
-            except Exception as exc:  # whatever happens, the document gets an answer
-                reason = str(exc) if isinstance(exc, WorkerGone) else f"parser process: {type(exc).__name__}: {exc}"
-                future.set_result(ParseOutcome(reason=f"{reason}; it is retried next run"))
-                if worker is not None:
-                    worker.kill()
-                    self._forget(worker)
-                worker = None
-        if worker is not None:
-            worker.close()
-            self._forget(worker)
+    def _parse(self, slot: _Slot, item: SourceItem) -> ParseOutcome:
+        """A fresh process after one died or was killed, so the next document is not
+        blamed for the last."""
+        try:
+            if slot.worker is None or not slot.worker.alive:
+                self._forget(slot.worker)
+                slot.worker = self._start()
+            return slot.worker.parse(item, self.max_bytes, self.timeout)
+        except Exception as exc:  # whatever happens, the document gets an answer
+            reason = str(exc) if isinstance(exc, WorkerGone) else f"parser process: {type(exc).__name__}: {exc}"
+            if slot.worker is not None:
+                slot.worker.kill()
+                self._forget(slot.worker)
+            slot.worker = None
+            return ParseOutcome(reason=f"{reason}; it is retried next run")
+
+    def _close_slot(self, slot: _Slot) -> None:
+        if slot.worker is not None:
+            slot.worker.close()
+            self._forget(slot.worker)
 
     def _start(self) -> _Worker:
         worker = _Worker()
@@ -166,22 +157,7 @@ class ParserProcesses:
         with self._lock:
             self._live.discard(worker)
 
-    def close(self, *, now: bool = False) -> None:
-        """Stop the workers: after the queued documents, or `now` (queued ones are cancelled,
-        running ones killed: their documents are read again next run)."""
-        if now:
-            while True:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is not None:
-                    job[1].cancel()
-            with self._lock:
-                for worker in list(self._live):
-                    worker.process.kill()
-        for _ in self._threads:
-            self._jobs.put(None)
-        for thread in self._threads:
-            thread.join()
-        self._threads.clear()
+    def _interrupt(self) -> None:
+        with self._lock:
+            for worker in list(self._live):
+                worker.process.kill()

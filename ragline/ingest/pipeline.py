@@ -49,6 +49,7 @@ from ragline.ingest.known import KnownView
 from ragline.ingest.ledger import Ledger, LedgerEntry, Refusal
 from ragline.ingest.loading import ParseOutcome
 from ragline.ingest.parse_queue import WAITING, ParseQueue, Waiting
+from ragline.ingest.parser_pool import ParserPool
 from ragline.ingest.progress import ingest_progress
 from ragline.ingest.reconcile import compare, flush_pending_deletes, repair
 from ragline.models import Chunk, IngestError, IngestReport
@@ -116,6 +117,7 @@ class Ingestor:
         config: IngestConfig | None = None,
         *,
         second_stage: SecondStageEncoder | None = None,
+        parsers: Callable[[], ParserPool] | None = None,
     ):
         self.store = store
         self.ledger = ledger
@@ -124,6 +126,7 @@ class Ingestor:
         self.cache = cache
         self.config = config or IngestConfig()
         self.second_stage = second_stage
+        self.parsers = parsers  # a pool per run in place of parser processes (the Ray engine's)
 
     @property
     def _second(self) -> SecondStageEncoder | None:
@@ -375,7 +378,7 @@ class Ingestor:
                     rate = f"{done / elapsed:.1f} docs/s, {report.chunks_embedded / elapsed:.1f} chunks/s"
                     progress.update(task, advance=documents, chunks=report.chunks_embedded, rate=rate)
 
-            parsing: ParseQueue[tuple[LedgerEntry | None, list[str]]] = ParseQueue(self.config)
+            parsing: ParseQueue[tuple[LedgerEntry | None, list[str]]] = ParseQueue(self.config, self.parsers)
             try:
                 for window in _windows(self._batches(connector, known, report, seen, refused, tick, stop, parsing)):
                     if _stopping(stop, report):

@@ -304,3 +304,9 @@ def test_a_manifest_prompt_name_that_is_no_name_is_refused(tmp_path):
     registry = _registry(tmp_path, {"../up": {"prod": "0123456789ab"}})
     with pytest.raises(PromptError, match=r"manifest\.json: '\.\./up' is not a valid prompt name"):
         registry.names()
+
+
+def test_a_ray_address_without_the_ray_engine_is_a_usage_error(capsys, tmp_path):
+    code, out, err = _exit(capsys, "ingest", str(tmp_path), "--address", "127.0.0.1:6379", "--store", str(tmp_path / "s"))
+    assert code == 2 and out == ""
+    assert "--address" in err and "--engine ray" in err
