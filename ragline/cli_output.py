@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import os
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -181,3 +185,29 @@ def replay_overrides(record: Path | None, replay: Path | None) -> dict[str, Any]
         raise typer.BadParameter("--record and --replay exclude each other")
     settings = {"record": str(record) if record else None, "replay": str(replay) if replay else None}
     return {"replay": settings} if record or replay else {}
+
+
+def ends_without_teardown(command: Callable[..., None]) -> Callable[..., None]:
+    """Once a command that loaded temporalio is done, end the `ragline` process without
+    interpreter teardown: temporalio's Rust threads can abort a finalizing interpreter
+    ("PyGILState_Release: thread state must be current", temporalio/sdk-python#300), turning
+    a finished command's exit code into SIGABRT. The command has closed what it opened by
+    then. Called in-process (tests, other programs), or without temporalio, it just returns."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs) -> None:
+        code = 0
+        try:
+            command(*args, **kwargs)
+        except typer.Exit as exc:
+            code = exc.exit_code
+        if "temporalio" not in sys.modules or Path(sys.argv[0]).name not in ("ragline", "__main__.py"):
+            if code:
+                raise typer.Exit(code)
+            return
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    return run

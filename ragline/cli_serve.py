@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
-from ragline.cli_output import ConfigOption, StoreOption, err, fail, opened
+from ragline.cli_output import ConfigOption, StoreOption, ends_without_teardown, err, fail, opened
 from ragline.server.security import TOKEN_ENV
 
 
+@ends_without_teardown  # a hosted Temporal worker ([temporal] enabled) loads temporalio
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind; other than loopback needs RAGLINE_SERVER_TOKEN.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = 8765,

@@ -4,18 +4,24 @@ temporalio is imported only when one of them runs, so the CLI works without the 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import os
 import signal
-import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ragline.cli_output import ConfigOption, JsonOption, StoreOption, emit_json, err, fail, opened, out, settings
+from ragline.cli_output import (
+    ConfigOption,
+    JsonOption,
+    StoreOption,
+    emit_json,
+    ends_without_teardown,
+    err,
+    fail,
+    opened,
+    out,
+    settings,
+)
 
 temporal_app = typer.Typer(help="Durable scheduled runs on Temporal (needs the temporal extra).", no_args_is_help=True)
 
@@ -30,33 +36,8 @@ def _need_extra() -> None:
         fail("the temporal commands need the extra: pip install 'ragline[temporal]'", kind="missing_extra")
 
 
-def _ends_without_teardown(command: Callable[..., None]) -> Callable[..., None]:
-    """Run as the `ragline` process, end it once the command is done, skipping interpreter
-    teardown: temporalio's Rust threads can abort a finalizing interpreter ("PyGILState_Release:
-    thread state must be current", temporalio/sdk-python#300), turning a finished command's exit
-    code into SIGABRT. Called in-process (tests, other programs), the command just returns."""
-
-    @functools.wraps(command)
-    def run(*args, **kwargs) -> None:
-        code = 0
-        try:
-            command(*args, **kwargs)
-        except typer.Exit as exc:
-            code = exc.exit_code
-        if Path(sys.argv[0]).name not in ("ragline", "__main__.py"):
-            if code:
-                raise typer.Exit(code)
-            return
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-    return run
-
-
 @temporal_app.command()
-@_ends_without_teardown
+@ends_without_teardown
 def worker(address: AddressOption = None, namespace: NamespaceOption = None, store: StoreOption = None,
            config: ConfigOption = None) -> None:  # fmt: skip
     """Own the store, register its sources' schedules in Temporal, run their ingestion workflows.
@@ -92,7 +73,7 @@ def worker(address: AddressOption = None, namespace: NamespaceOption = None, sto
 
 
 @temporal_app.command("run")
-@_ends_without_teardown
+@ends_without_teardown
 def run(
     source: Annotated[str, typer.Argument(help="A configured \\[\\[sources]] name.")],
     address: AddressOption = None,
