@@ -44,12 +44,19 @@ def question(max_tokens: int) -> ChatRequest:
 TOO_LONG = ChatRequest(messages=[ChatMessage(role="user", content="word " * 3000)], max_tokens=4)
 
 
+class _LoadServer(ThreadingHTTPServer):
+    """Load tests send it 100 requests at once: the default accept backlog of 5 overflows,
+    and an overflowed connection is reset (seen in CI: ECONNRESET after 2 s of retransmits)."""
+
+    request_queue_size = 256
+
+
 class ProtocolServer:
     """A ThreadingHTTPServer running `handler` with a backend (a provider or an Embedder)."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], backend: Any, api_key: str | None):
         self.handler = handler
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _LoadServer(("127.0.0.1", 0), handler)
         self.httpd.backend = backend
         self.httpd.api_key = api_key
         self.httpd.requests = []  # (case, body) per POST
