@@ -7,15 +7,13 @@ a TCP probe first, and a deadline on the whole start, turn that into a clear err
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 
 from ragline.config import ConfigError
 from ragline.errors import ClusterUnreachable
+from ragline.ingest.parser_processes import default_workers
 from ragline.ray.config import RayConfig
-
-log = logging.getLogger(__name__)
 
 
 def import_ray():
@@ -78,11 +76,13 @@ _NO_SIGNAL_WARNING = _NoSignalWarning()
 def local_cpus() -> int:
     """Every CPU but one: the ingesting process writes the store, and an actor pool that
     takes every CPU hangs on a small machine (ray #44687)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, cpus - 1)
+    return max(1, default_workers() - 1)
+
+
+def first_line(error: BaseException) -> str:
+    """A Ray error's headline: its message goes on with the remote traceback."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else 'no detail'}"
 
 
 class Cluster:

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from ragline.errors import EngineFailed
+from ragline.ray.cluster import first_line
 from ragline.ray.config import RayConfig
 from ragline.retrieval.embeddings import Embedder
 
@@ -80,6 +81,7 @@ class RayEncoder:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=timeout)
                 if not done:
+                    self.close()  # a stuck actor is not reused
                     raise EngineFailed(
                         f"{doing} on Ray: no shard finished within {timeout:g} s (ray.embed_timeout_s); the batches "
                         "written so far are kept: run the ingest again (or raise ray.embed_timeout_s)"
@@ -87,12 +89,8 @@ class RayEncoder:
             return ray.get(refs)
         except ray.exceptions.RayError as exc:
             self.close()  # a dead actor is not reused
-            lines = str(exc).strip().splitlines()
-            raise EngineFailed(f"{doing} on Ray failed ({type(exc).__name__}: {lines[0] if lines else 'no detail'}); "
-                               "the batches written so far are kept: run the ingest again") from None  # fmt: skip
-        except EngineFailed:
-            self.close()  # a stuck actor is not reused
-            raise
+            raise EngineFailed(f"{doing} on Ray failed ({first_line(exc)}); the batches written so far are kept: "
+                               "run the ingest again") from None  # fmt: skip
 
     def close(self) -> None:
         """Stop the actors (the next call starts new ones)."""

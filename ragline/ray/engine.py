@@ -34,13 +34,12 @@ class RayEngine:
     def _check_fit(self) -> None:
         """Refuse settings under which parse tasks could never be scheduled: Ray would queue
         them behind the actors for ever, and every document would time out."""
-        cpus = self.cluster.cpus()
-        actors = self.config.embed_actors * self.config.actor_cpus
-        if actors + self.config.parse_cpus > cpus:
+        spare = self._spare_cpus()
+        if spare < self.config.parse_cpus:
             self.close()
             raise ConfigError(
                 f"ray: {self.config.embed_actors} embedding actor(s) x {self.config.actor_cpus:g} CPU leave "
-                f"{max(cpus - actors, 0):g} of the cluster's {cpus:g} CPUs, less than one parse task's "
+                f"{max(spare, 0):g} of the cluster's {self.cluster.cpus():g} CPUs, less than one parse task's "
                 f"{self.config.parse_cpus:g} (ray.parse_cpus): lower ray.embed_actors or ray.actor_cpus, or add CPUs"
             )
 
@@ -48,8 +47,11 @@ class RayEngine:
     def parse_tasks(self) -> int:
         if self.config.parse_tasks is not None:
             return self.config.parse_tasks
-        spare = self.cluster.cpus() - self.config.embed_actors * self.config.actor_cpus
-        return max(1, min(MAX_PARSE_TASKS, int(spare / self.config.parse_cpus)))
+        return max(1, min(MAX_PARSE_TASKS, int(self._spare_cpus() / self.config.parse_cpus)))
+
+    def _spare_cpus(self) -> float:
+        """The cluster's CPUs the embedding actors leave to parse tasks (asked each run: a cluster may grow)."""
+        return self.cluster.cpus() - self.config.embed_actors * self.config.actor_cpus
 
     def parsers(self) -> RayParsers:
         """A run's parse pool (`ParseQueue` closes it when the run ends)."""

@@ -14,6 +14,7 @@ from ragline.connectors.base import SourceItem
 from ragline.failpoints import failpoint
 from ragline.ingest.loading import ParseOutcome, parse_item
 from ragline.ingest.parser_pool import ParserPool
+from ragline.ray.cluster import first_line
 
 
 def parse_remotely(item: SourceItem, max_bytes: int) -> ParseOutcome:
@@ -42,9 +43,7 @@ class RayParsers(ParserPool):
             return ParseOutcome(reason=f"parsing took longer than {self.timeout:g} s (ingest.parse_timeout_seconds); "
                                        "the Ray task was cancelled; it is retried next run")  # fmt: skip
         except ray.exceptions.RayError as exc:  # the worker died, the task was cancelled, the node was lost
-            lines = str(exc).strip().splitlines()
-            return ParseOutcome(reason=f"the Ray parse task failed ({type(exc).__name__}: "
-                                       f"{lines[0] if lines else 'no detail'}); it is retried next run")  # fmt: skip
+            return ParseOutcome(reason=f"the Ray parse task failed ({first_line(exc)}); it is retried next run")
         finally:
             with self._lock:
                 self._running.discard(ref)
